@@ -1,0 +1,46 @@
+# TaskService — every target sets up what it needs; a fresh clone needs only `make run` or `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV := $(BIN)/uv
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint fmt proto proto-check bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(UV) || $(BIN)/pip install -q uv==0.13.8
+	$(UV) pip sync -q --python $(BIN)/python requirements.lock
+	$(UV) pip install -q --python $(BIN)/python --no-deps -e .
+	@touch $(STAMP)
+	@echo "installed: $(BIN)/taskservice $(BIN)/taskctl"
+
+run: install
+	$(BIN)/taskservice serve $(ARGS)
+
+test: install proto-check
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/mypy
+
+fmt: install
+	$(BIN)/ruff format src tests scripts
+	$(BIN)/ruff check --fix src tests scripts
+
+proto: install
+	$(BIN)/python scripts/gen_proto.py
+
+proto-check: install
+	$(BIN)/python scripts/gen_proto.py --check
+
+lock:
+	$(UV) pip compile -q pyproject.toml --extra dev -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Make sure what the test suite needs is installed and running (CI and fresh machines).
+set -uo pipefail
+
+apt_install() {
+  command -v apt-get >/dev/null || { echo "apt-get not available: cannot install $*" >&2; return 1; }
+  [[ -n "${_APT_UPDATED:-}" ]] || { apt-get update -qq >/dev/null 2>&1 || true; _APT_UPDATED=1; }
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# PostgreSQL: installed and accepting connections on 127.0.0.1:5432.
+if ! command -v pg_ctlcluster >/dev/null; then
+  apt_install postgresql || true
+fi
+if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  ver=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)
+  [[ -n "$ver" ]] && pg_ctlcluster --skip-systemctl-redirect "$ver" main start || true
+  for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+fi
+
+# Chromium for the browser tests.
+if [[ ! -x /usr/bin/chromium ]]; then
+  apt_install chromium || echo "could not install chromium" >&2
+fi
+exit 0

@@ -1,0 +1,149 @@
+"""Bootstrap: wire a store, the service and its transports into a running server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from dataclasses import dataclass, field
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from taskservice.auth import NoAuth
+from taskservice.config import Settings
+from taskservice.events import EventWindow
+from taskservice.model import now_us
+from taskservice.paging import PageTokens
+from taskservice.service import TaskService
+from taskservice.store import open_store
+from taskservice.store.base import TaskStore
+from taskservice.transport import grpc as grpc_transport
+from taskservice.transport import http
+
+log = structlog.get_logger(__name__)
+
+_PRUNE_EVERY = 60.0
+_IDEMPOTENCY_KEY_TTL_US = 24 * 3600 * 1_000_000
+
+
+@dataclass
+class Server:
+    """A running TaskService: call `stop()` for a graceful shutdown."""
+
+    settings: Settings
+    store: TaskStore
+    window: EventWindow
+    service: TaskService
+    grpc_server: grpc.aio.Server
+    health: health.aio.HealthServicer
+    grpc_port: int = 0
+    http_port: int = 0
+    shutdown: asyncio.Event = field(default_factory=asyncio.Event)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def stop(self) -> None:
+        """Health NOT_SERVING, watchers end with UNAVAILABLE, calls in flight get the grace period."""
+        if self.shutdown.is_set():
+            return
+        log.info("server.stopping", grace_period=self.settings.grace_period)
+        self.shutdown.set()
+        await self.health.enter_graceful_shutdown()
+        self.window.close()
+        await self.grpc_server.stop(self.settings.grace_period)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.store.close()
+        log.info("server.stopped")
+
+
+async def start(settings: Settings) -> Server:
+    store = open_store(settings.store_url, settings.data_dir)
+    await store.open()
+    window = EventWindow(store)
+    await window.start()
+    service = TaskService(store, window, PageTokens(await store.secret("page-tokens")))
+
+    shutdown = asyncio.Event()
+    options = [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.keepalive_time_ms", 60_000),
+        ("grpc.keepalive_timeout_ms", 20_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.so_reuseport", 0),
+    ]
+    grpc_server = grpc.aio.server(options=options)
+    transport = grpc_transport.GrpcTransport(service, NoAuth(), shutdown)
+    grpc_transport.add_to_server(grpc_server, transport)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
+    reflection.enable_server_reflection(
+        (grpc_transport.SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), grpc_server
+    )
+    grpc_port = grpc_server.add_insecure_port(settings.grpc_addr)
+    if grpc_port == 0:
+        raise OSError(f"cannot listen for gRPC on {settings.grpc_addr}")
+    http_sock = http.bind(settings.http_addr)
+    await grpc_server.start()
+
+    server = Server(settings, store, window, service, grpc_server, health_servicer, shutdown=shutdown)
+    server.grpc_port = grpc_port
+    server.http_port = http_sock.getsockname()[1]
+    for name in ("", grpc_transport.SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    app = http.build_app(shutdown)
+    server._tasks.append(asyncio.create_task(http.serve_http(app, http_sock, shutdown)))
+    server._tasks.append(asyncio.create_task(_prune_forever(store, settings)))
+    return server
+
+
+async def _prune_forever(store: TaskStore, settings: Settings) -> None:
+    while True:
+        try:
+            now = now_us()
+            removed = await store.prune(
+                events_before_us=now - int(settings.event_retention_days * 86_400 * 1_000_000),
+                keep_events=settings.event_retention_count,
+                keys_before_us=now - _IDEMPOTENCY_KEY_TTL_US,
+            )
+            if removed:
+                log.info("events.pruned", removed=removed)
+        except Exception:
+            log.exception("events.prune_failed")
+        await asyncio.sleep(_PRUNE_EVERY)
+
+
+def _host(addr: str) -> str:
+    return addr.rpartition(":")[0] or "0.0.0.0"
+
+
+async def run(settings: Settings) -> None:
+    """Start, announce where we listen, and serve until SIGTERM/SIGINT (a second one exits at once)."""
+    server = await start(settings)
+    grpc_addr = f"{_host(settings.grpc_addr)}:{server.grpc_port}"
+    http_addr = f"http://{_host(settings.http_addr)}:{server.http_port}"
+    log.info("server.listening", grpc=grpc_addr, http=http_addr, store=settings.store_url, auth=settings.auth)
+    print(f"TaskService is serving gRPC on {grpc_addr} and HTTP on {http_addr}", flush=True)
+
+    loop = asyncio.get_running_loop()
+    stop_requested = asyncio.Event()
+
+    def on_signal() -> None:
+        if stop_requested.is_set():
+            log.warning("server.forced_exit")
+            sys.exit(1)
+        stop_requested.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    await stop_requested.wait()
+    await server.stop()

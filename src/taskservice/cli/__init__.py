@@ -1,0 +1,1 @@
+"""Command-line entry points: `taskservice` (the server) and `taskctl` (the client)."""

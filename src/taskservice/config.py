@@ -1,0 +1,47 @@
+"""Server settings: one object, read once at start-up from flags and TASKSERVICE_* variables.
+
+Each field below is a `taskservice serve` flag (`grpc_addr` → `--grpc-addr`) and an environment
+variable (`TASKSERVICE_GRPC_ADDR`); the CLI builds its options from this list, so a new setting is
+added here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _setting(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass(frozen=True)
+class Settings:
+    grpc_addr: str = _setting("127.0.0.1:50051", "gRPC listen address (host:port; port 0 picks a free one)")
+    http_addr: str = _setting(
+        "127.0.0.1:8080", "HTTP listen address: /healthz, /metrics, gRPC-Web and the board"
+    )
+    store: str = _setting("", "sqlite:///PATH, memory:// or postgresql://… (default: sqlite in the data dir)")
+    data_dir: str = _setting("./data", "folder for the embedded database and generated keys")
+    auth: str = _setting("none", "authentication mode", ("none",))
+    log_level: str = _setting("info", "log level", ("debug", "info", "warning", "error"))
+    log_format: str = _setting(
+        "auto", "log format (auto: json unless on a terminal)", ("auto", "json", "console")
+    )
+    grace_period: float = _setting(10.0, "seconds calls in flight may take to finish on SIGTERM")
+    event_retention_days: float = _setting(7.0, "days of events kept for after_sequence resume")
+    event_retention_count: int = _setting(1_000_000, "most events kept for after_sequence resume")
+    max_message_bytes: int = _setting(4 * 1024 * 1024, "largest request or response message")
+
+    @property
+    def store_url(self) -> str:
+        return self.store or "sqlite:///tasks.db"
+
+    @classmethod
+    def options(cls) -> list[dataclasses.Field[Any]]:
+        return list(dataclasses.fields(cls))
+
+
+def env_name(field_name: str) -> str:
+    return "TASKSERVICE_" + field_name.upper()

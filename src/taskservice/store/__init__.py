@@ -1,0 +1,25 @@
+"""Stores: where tasks and their event log live. `open_store` picks one from a URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from taskservice.store.base import TaskStore
+
+
+def open_store(url: str, data_dir: str) -> TaskStore:
+    """`sqlite:///PATH` (relative paths are under data_dir), `memory://`, or `postgresql://…`."""
+    from taskservice.store.sqlite import SQLiteStore
+
+    if url in ("", "sqlite", "sqlite://"):
+        return SQLiteStore(str(Path(data_dir) / "tasks.db"))
+    if url.startswith("memory:"):
+        return SQLiteStore(None, durable=False)
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if url.startswith("sqlite:////"):
+            path = Path("/" + str(path).lstrip("/"))
+        elif not path.is_absolute():
+            path = Path(data_dir) / path
+        return SQLiteStore(str(path))
+    raise ValueError(f"unsupported store URL {url!r}: use sqlite:///PATH, memory:// or postgresql://…")

@@ -1,0 +1,77 @@
+"""SQL for list queries, shared by the SQL stores (they differ only in placeholder style)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from taskservice.paging import PageQuery, TaskFilter
+
+SORT_COLUMNS = {
+    "created_at": "created_us",
+    "updated_at": "updated_us",
+    "priority": "priority",
+    "due_date": "due_key",
+}
+
+
+class Params:
+    """Collects query parameters and renders placeholders (`?` for SQLite, `$n` for PostgreSQL)."""
+
+    def __init__(self, style: Callable[[int], str]) -> None:
+        self.values: list[object] = []
+        self._style = style
+
+    def add(self, value: object) -> str:
+        self.values.append(value)
+        return self._style(len(self.values))
+
+    def add_all(self, values: tuple[object, ...]) -> str:
+        return ", ".join(self.add(v) for v in values)
+
+
+def where(task_filter: TaskFilter, params: Params) -> list[str]:
+    f = task_filter
+    clauses: list[str] = []
+    if f.visible_to is not None:
+        who = params.add(f.visible_to)
+        clauses.append(f"(created_by = {who} OR assigned_to = {who})")
+    if f.statuses:
+        clauses.append(f"status IN ({params.add_all(f.statuses)})")
+    if f.priorities:
+        clauses.append(f"priority IN ({params.add_all(f.priorities)})")
+    if f.assigned_to:
+        clauses.append(f"assigned_to = {params.add(f.assigned_to)}")
+    if f.created_by:
+        clauses.append(f"created_by = {params.add(f.created_by)}")
+    if f.task_ids:
+        clauses.append(f"id IN ({params.add_all(f.task_ids)})")
+    if f.labels:
+        clauses.append(
+            "EXISTS (SELECT 1 FROM task_labels l WHERE l.task_id = tasks.id "
+            f"AND l.label IN ({params.add_all(f.labels)}))"
+        )
+    return clauses
+
+
+def page_sql(query: PageQuery, params: Params) -> str:
+    column = SORT_COLUMNS[query.order_by]
+    clauses = where(query.filter, params)
+    direction = "DESC" if query.descending else "ASC"
+    if query.after is not None:
+        op = "<" if query.descending else ">"
+        value, task_id = query.after
+        clauses.append(f"({column}, id) {op} ({params.add(value)}, {params.add(task_id)})")
+    sql = "SELECT body FROM tasks"
+    if clauses:
+        sql += " WHERE " + " AND ".join(clauses)
+    return sql + f" ORDER BY {column} {direction}, id {direction} LIMIT {params.add(query.limit)}"
+
+
+def count_sql(task_filter: TaskFilter, params: Params) -> str:
+    clauses = where(task_filter, params)
+    return "SELECT count(*) FROM tasks" + (" WHERE " + " AND ".join(clauses) if clauses else "")
+
+
+def snapshot_sql(task_filter: TaskFilter, params: Params) -> str:
+    clauses = where(task_filter, params)
+    return "SELECT body FROM tasks" + (" WHERE " + " AND ".join(clauses) if clauses else "") + " ORDER BY id"

@@ -1,0 +1,472 @@
+"""The embedded store: SQLite in WAL mode, durable, with group commit.
+
+Writes go through one writer thread. It takes every write that is waiting, runs them in one
+transaction (each in its own savepoint, so one failing write does not undo the others), commits with
+a single fsync and only then answers them: a write is acknowledged only once it is on disk, and
+concurrent writers share the cost of the sync. Commit order is sequence order, because there is one
+writer. Reads run on the event loop on a read-only connection: WAL lets them proceed during commits,
+and a primary-key lookup costs less than handing it to a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import queue
+import shutil
+import sqlite3
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from taskservice.api import task_service_pb2 as pb
+from taskservice.errors import AlreadyExists, DomainError, NotFound, Unavailable
+from taskservice.model import due_key, now_us, us_from_timestamp
+from taskservice.paging import PageQuery, TaskFilter
+from taskservice.store import sql
+from taskservice.store.base import Change, Check, EventBounds, EventListener, NewTask, StoredEvent
+from taskservice.store.migrations import migrations
+
+log = structlog.get_logger(__name__)
+
+Op = Callable[[sqlite3.Connection], tuple[Any, list[StoredEvent]]]
+_MAX_BATCH = 512
+
+
+def _qmark(_: int) -> str:
+    return "?"
+
+
+def _event_from_row(row: tuple[int, int, int, str, bytes, bytes | None]) -> StoredEvent:
+    sequence, event_type, occurred_us, triggered_by, task, previous = row
+    return StoredEvent(
+        sequence=sequence,
+        event_type=event_type,
+        task=pb.Task.FromString(task),
+        previous=pb.Task.FromString(previous) if previous is not None else None,
+        occurred_us=occurred_us,
+        triggered_by=triggered_by,
+    )
+
+
+class _Writer:
+    """The single writer thread and its group commit."""
+
+    def __init__(
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        loop: asyncio.AbstractEventLoop,
+        on_commit: Callable[[list[StoredEvent]], None],
+    ) -> None:
+        self._connect = connect
+        self._loop = loop
+        self._on_commit = on_commit
+        self._queue: queue.SimpleQueue[tuple[Op, asyncio.Future[Any]] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="sqlite-writer", daemon=True)
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+        self._started.wait()
+        if self._error is not None:
+            raise self._error
+
+    def submit(self, op: Op) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._queue.put((op, future))
+        return future
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            conn = self._connect()
+        except BaseException as exc:
+            self._error = exc
+            self._started.set()
+            return
+        self._started.set()
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < _MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            self._commit(conn, batch)
+        conn.close()
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[tuple[Op, asyncio.Future[Any]]]) -> None:
+        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        events: list[StoredEvent] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for op, future in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    value, op_events = op(conn)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    outcomes.append((future, None, exc))
+                else:
+                    conn.execute("RELEASE op")
+                    outcomes.append((future, value, None))
+                    events.extend(op_events)
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            log.error("store.commit_failed", error=str(exc), batch=len(batch))
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            failure = Unavailable("the task store could not commit the change; retry")
+            outcomes = [(future, None, failure) for _, future in batch]
+            events = []
+        with contextlib.suppress(RuntimeError):  # RuntimeError: the loop is gone, nobody is waiting
+            self._loop.call_soon_threadsafe(self._deliver, outcomes, events)
+
+    def _deliver(
+        self, outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]], events: list[StoredEvent]
+    ) -> None:
+        if events:
+            self._on_commit(events)
+        for future, value, exc in outcomes:
+            if future.cancelled():
+                continue
+            if exc is not None:
+                future.set_exception(exc)
+            else:
+                future.set_result(value)
+
+
+class SQLiteStore:
+    """TaskStore on SQLite. `path=None` makes a throw-away store in a temporary folder."""
+
+    def __init__(self, path: str | None, *, durable: bool = True) -> None:
+        self._tmpdir = tempfile.mkdtemp(prefix="taskservice-") if path is None else None
+        self.path = path if path is not None else str(Path(self._tmpdir or ".") / "tasks.db")
+        self._durable = durable and path is not None
+        self._listeners: list[EventListener] = []
+        self._writer: _Writer | None = None
+        self._reader: sqlite3.Connection | None = None
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def _connect(self, *, readonly: bool = False) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={'FULL' if self._durable else 'OFF'}")
+        conn.execute("PRAGMA busy_timeout=10000")
+        if readonly:
+            conn.execute("PRAGMA query_only=1")
+        return conn
+
+    async def open(self) -> None:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(self._migrate)
+        self._writer = _Writer(self._connect, asyncio.get_running_loop(), self._publish)
+        self._writer.start()
+        self._reader = self._connect(readonly=True)
+        log.info("store.opened", kind="sqlite", path=self.path, durable=self._durable)
+
+    def _migrate(self) -> None:
+        conn = self._connect()
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_us INTEGER NOT NULL)"
+            )
+            applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            for migration in migrations("sqlite"):
+                if migration.version in applied:
+                    continue
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in _statements(migration.sql):
+                        conn.execute(statement)
+                    conn.execute(
+                        "INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                        (migration.version, migration.name, now_us()),
+                    )
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                log.info("store.migrated", version=migration.version, name=migration.name)
+        finally:
+            conn.close()
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await asyncio.to_thread(self._writer.stop)
+            self._writer = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        if self._tmpdir:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+
+    def subscribe(self, listener: EventListener) -> None:
+        self._listeners.append(listener)
+
+    def _publish(self, events: list[StoredEvent]) -> None:
+        for listener in self._listeners:
+            listener(events)
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._reader is None:
+            raise Unavailable("the task store is closed")
+        return self._reader
+
+    def _write(self, op: Op) -> asyncio.Future[Any]:
+        if self._writer is None:
+            raise Unavailable("the task store is closed")
+        return self._writer.submit(op)
+
+    async def ping(self) -> None:
+        try:
+            self._db.execute("SELECT 1 FROM tasks LIMIT 1").fetchall()
+        except sqlite3.Error as exc:
+            raise Unavailable(f"the task store is not readable: {exc}") from None
+
+    async def secret(self, name: str) -> bytes:
+        key = f"secret:{name}"
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        if row is None:
+
+            def create(conn: sqlite3.Connection) -> tuple[None, list[StoredEvent]]:
+                conn.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, os.urandom(32)))
+                return None, []
+
+            await self._write(create)
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return bytes(row[0])
+
+    # -- writes -------------------------------------------------------------------------------
+
+    async def create_many(self, items: list[NewTask]) -> list[pb.Task | DomainError]:
+        def op(conn: sqlite3.Connection) -> tuple[list[pb.Task | DomainError], list[StoredEvent]]:
+            results: list[pb.Task | DomainError] = []
+            events: list[StoredEvent] = []
+            for item in items:
+                task = item.task
+                if item.request_id:
+                    earlier = _earlier_request(conn, item)
+                    if earlier is not None:
+                        results.append(earlier)
+                        continue
+                _insert_task(conn, task)
+                events.append(_append_event(conn, pb.EVENT_TYPE_CREATED, task, None, task.created_by))
+                if item.request_id:
+                    conn.execute(
+                        "INSERT INTO idempotency_keys VALUES (?, ?, ?, ?, ?, ?)",
+                        (
+                            task.created_by,
+                            item.request_id,
+                            item.request_hash,
+                            task.id,
+                            now_us(),
+                            task.SerializeToString(),
+                        ),
+                    )
+                results.append(task)
+            return results, events
+
+        result: list[pb.Task | DomainError] = await self._write(op)
+        return result
+
+    async def update(self, task_id: str, change: Change, triggered_by: str) -> pb.Task:
+        def op(conn: sqlite3.Connection) -> tuple[pb.Task, list[StoredEvent]]:
+            current = _load(conn, task_id)
+            updated = change(current)
+            if updated is None:
+                return current, []
+            conn.execute(
+                "UPDATE tasks SET assigned_to = ?, status = ?, priority = ?, updated_us = ?, due_key = ?, "
+                "body = ? WHERE id = ?",
+                (
+                    updated.assigned_to,
+                    updated.status,
+                    updated.priority,
+                    us_from_timestamp(updated.updated_at),
+                    due_key(updated),
+                    updated.SerializeToString(),
+                    task_id,
+                ),
+            )
+            if list(updated.labels) != list(current.labels):
+                conn.execute("DELETE FROM task_labels WHERE task_id = ?", (task_id,))
+                _insert_labels(conn, updated)
+            return updated, [_append_event(conn, pb.EVENT_TYPE_UPDATED, updated, current, triggered_by)]
+
+        result: pb.Task = await self._write(op)
+        return result
+
+    async def delete(self, task_id: str, check: Check, triggered_by: str) -> pb.Task:
+        def op(conn: sqlite3.Connection) -> tuple[pb.Task, list[StoredEvent]]:
+            current = _load(conn, task_id)
+            check(current)
+            conn.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
+            conn.execute("DELETE FROM task_labels WHERE task_id = ?", (task_id,))
+            return current, [_append_event(conn, pb.EVENT_TYPE_DELETED, current, None, triggered_by)]
+
+        result: pb.Task = await self._write(op)
+        return result
+
+    async def prune(self, events_before_us: int, keep_events: int, keys_before_us: int) -> int:
+        def op(conn: sqlite3.Connection) -> tuple[int, list[StoredEvent]]:
+            head = _head(conn)
+            by_time = conn.execute(
+                "SELECT coalesce(max(sequence), 0) FROM events WHERE occurred_us < ?", (events_before_us,)
+            ).fetchone()[0]
+            cut = max(by_time, head - keep_events)
+            removed = conn.execute("DELETE FROM events WHERE sequence <= ?", (cut,)).rowcount
+            if cut > _horizon(conn):
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('event_horizon', ?)", (str(cut).encode(),))
+            conn.execute("DELETE FROM idempotency_keys WHERE created_us < ?", (keys_before_us,))
+            return removed, []
+
+        result: int = await self._write(op)
+        return result
+
+    # -- reads --------------------------------------------------------------------------------
+
+    async def get(self, task_id: str) -> pb.Task | None:
+        row = self._db.execute("SELECT body FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        return pb.Task.FromString(row[0]) if row else None
+
+    async def list_page(self, query: PageQuery) -> list[pb.Task]:
+        params = sql.Params(_qmark)
+        statement = sql.page_sql(query, params)
+        return [pb.Task.FromString(row[0]) for row in self._db.execute(statement, params.values)]
+
+    async def count(self, task_filter: TaskFilter) -> int:
+        params = sql.Params(_qmark)
+        statement = sql.count_sql(task_filter, params)
+        return int(self._db.execute(statement, params.values).fetchone()[0])
+
+    async def snapshot(self, task_filter: TaskFilter) -> tuple[list[pb.Task], int]:
+        params = sql.Params(_qmark)
+        statement = sql.snapshot_sql(task_filter, params)
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            head = _head(db)
+            tasks = [pb.Task.FromString(row[0]) for row in db.execute(statement, params.values)]
+        finally:
+            db.execute("COMMIT")
+        return tasks, head
+
+    async def events_after(self, sequence: int, limit: int) -> list[StoredEvent]:
+        rows = self._db.execute(
+            "SELECT sequence, event_type, occurred_us, triggered_by, task, previous FROM events "
+            "WHERE sequence > ? ORDER BY sequence LIMIT ?",
+            (sequence, limit),
+        )
+        return [_event_from_row(row) for row in rows]
+
+    async def event_bounds(self) -> EventBounds:
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            return EventBounds(horizon=_horizon(db), head=_head(db))
+        finally:
+            db.execute("COMMIT")
+
+
+def _statements(script: str) -> list[str]:
+    lines = [line for line in script.splitlines() if not line.lstrip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def _head(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _horizon(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT value FROM meta WHERE key = 'event_horizon'").fetchone()
+    return int(bytes(row[0])) if row else 0
+
+
+def _load(conn: sqlite3.Connection, task_id: str) -> pb.Task:
+    row = conn.execute("SELECT body FROM tasks WHERE id = ?", (task_id,)).fetchone()
+    if row is None:
+        raise NotFound.task(task_id)
+    return pb.Task.FromString(row[0])
+
+
+def _earlier_request(conn: sqlite3.Connection, item: NewTask) -> pb.Task | DomainError | None:
+    row = conn.execute(
+        "SELECT request_hash, task_id, response FROM idempotency_keys WHERE created_by = ? AND request_id = ?",
+        (item.task.created_by, item.request_id),
+    ).fetchone()
+    if row is None:
+        return None
+    request_hash, task_id, response = row
+    if bytes(request_hash) != item.request_hash:
+        return AlreadyExists(
+            f"request_id {item.request_id!r} was already used for a different request; use a new request_id"
+        )
+    current = conn.execute("SELECT body FROM tasks WHERE id = ?", (task_id,)).fetchone()
+    return pb.Task.FromString(current[0] if current else response)
+
+
+def _insert_task(conn: sqlite3.Connection, task: pb.Task) -> None:
+    conn.execute(
+        "INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            task.id,
+            task.created_by,
+            task.assigned_to,
+            task.status,
+            task.priority,
+            us_from_timestamp(task.created_at),
+            us_from_timestamp(task.updated_at),
+            due_key(task),
+            task.SerializeToString(),
+        ),
+    )
+    _insert_labels(conn, task)
+
+
+def _insert_labels(conn: sqlite3.Connection, task: pb.Task) -> None:
+    if task.labels:
+        conn.executemany(
+            "INSERT OR IGNORE INTO task_labels VALUES (?, ?)", [(label, task.id) for label in task.labels]
+        )
+
+
+def _append_event(
+    conn: sqlite3.Connection, event_type: int, task: pb.Task, previous: pb.Task | None, triggered_by: str
+) -> StoredEvent:
+    occurred = now_us()
+    cursor = conn.execute(
+        "INSERT INTO events (event_type, task_id, occurred_us, triggered_by, task, previous) VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            event_type,
+            task.id,
+            occurred,
+            triggered_by,
+            task.SerializeToString(),
+            previous.SerializeToString() if previous is not None else None,
+        ),
+    )
+    assert cursor.lastrowid is not None
+    return StoredEvent(cursor.lastrowid, event_type, task, previous, occurred, triggered_by)

@@ -1,0 +1,1 @@
+"""Transports: translate wire requests into service calls and domain errors into wire statuses."""

@@ -1,0 +1,42 @@
+"""The HTTP side: health endpoints now; metrics, gRPC-Web and the board mount here too."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+
+def build_app(draining: asyncio.Event) -> Starlette:
+    async def healthz(_: Request) -> JSONResponse:
+        return JSONResponse({"status": "draining" if draining.is_set() else "ok"})
+
+    return Starlette(routes=[Route("/healthz", healthz)])
+
+
+def bind(addr: str) -> socket.socket:
+    """Bind the HTTP socket ourselves so port 0 works and the real port can be reported."""
+    host, _, port = addr.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, int(port)))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+async def serve_http(app: Starlette, sock: socket.socket, stop: asyncio.Event) -> None:
+    config = Config()
+    config.bind = [f"fd://{sock.fileno()}"]
+    config.accesslog = None
+    config.errorlog = None
+    config.graceful_timeout = 2.0
+    await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]

@@ -1,0 +1,127 @@
+"""Real TaskService processes on free ports, for tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import grpc
+
+from taskservice.api import task_service_pb2_grpc as rpc
+
+ROOT = Path(__file__).resolve().parent.parent
+TASKSERVICE = str(Path(sys.executable).parent / "taskservice")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerProcess:
+    """`taskservice serve` in a subprocess; restartable on the same data dir and ports."""
+
+    def __init__(
+        self, data_dir: Path, *args: str, store: str | None = None, env: dict[str, str] | None = None
+    ) -> None:
+        self.data_dir = data_dir
+        self.args = list(args)
+        self.store = store
+        self.env = env or {}
+        self.grpc_port = free_port()
+        self.http_port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir / "server.log"
+        self._channels: list[grpc.Channel] = []
+
+    @property
+    def grpc_addr(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def command(self) -> list[str]:
+        cmd = [
+            TASKSERVICE,
+            "serve",
+            "--grpc-addr",
+            self.grpc_addr,
+            "--http-addr",
+            f"127.0.0.1:{self.http_port}",
+            "--data-dir",
+            str(self.data_dir),
+            "--log-format",
+            "json",
+            "--grace-period",
+            "3",
+        ]
+        if self.store:
+            cmd += ["--store", self.store]
+        return cmd + self.args
+
+    def start(self, timeout: float = 20.0) -> ServerProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TASKSERVICE_")}
+        env.update(self.env)
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log, env=env, cwd=str(self.data_dir))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(f"{self.http_url}/healthz", timeout=1) as answer:
+                    if answer.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"server did not become healthy in {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def channel(self) -> grpc.Channel:
+        channel = grpc.insecure_channel(self.grpc_addr)
+        self._channels.append(channel)
+        return channel
+
+    def stub(self) -> rpc.TaskServiceStub:
+        return rpc.TaskServiceStub(self.channel())
+
+    def _close_channels(self) -> None:
+        for channel in self._channels:
+            channel.close()
+        self._channels.clear()
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        self._close_channels()
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown path runs."""
+        self._close_channels()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart(self) -> ServerProcess:
+        self.stop()
+        return self.start()
