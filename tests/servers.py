@@ -66,6 +66,8 @@ class ServerProcess:
         ]
         if self.store:
             cmd += ["--store", self.store]
+        if not any(arg == "--auth" or arg.startswith("--auth=") for arg in self.args):
+            cmd += ["--auth", "none"]  # tests that exercise authentication pass their own --auth
         return cmd + self.args
 
     def start(self, timeout: float = 20.0) -> ServerProcess:
