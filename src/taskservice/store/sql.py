@@ -33,8 +33,10 @@ def where(task_filter: TaskFilter, params: Params) -> list[str]:
     f = task_filter
     clauses: list[str] = []
     if f.visible_to is not None:
-        who = params.add(f.visible_to)
-        clauses.append(f"(created_by = {who} OR assigned_to = {who})")
+        # One placeholder each: SQLite's `?` binds positionally, so a shared one would be one value short.
+        clauses.append(
+            f"(created_by = {params.add(f.visible_to)} OR assigned_to = {params.add(f.visible_to)})"
+        )
     if f.statuses:
         clauses.append(f"status IN ({params.add_all(f.statuses)})")
     if f.priorities:
