@@ -37,3 +37,11 @@ def fresh_server(tmp_path: Path) -> Iterator[ServerProcess]:
 def tag() -> str:
     """A label unique to the test, to find its own tasks on the shared server."""
     return "t-" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture(scope="session")
+def jwt_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server that requires tokens (`jwt_server.token(user)` mints them), shared like `server`."""
+    proc = ServerProcess.jwt(tmp_path_factory.mktemp("jwt-server")).start()
+    yield proc
+    proc.stop()

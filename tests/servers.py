@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -14,6 +15,8 @@ from pathlib import Path
 import grpc
 
 from taskservice.api import task_service_pb2_grpc as rpc
+from taskservice.auth import mint_token
+from taskservice.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKSERVICE = str(Path(sys.executable).parent / "taskservice")
@@ -25,16 +28,32 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def bearer(token: str) -> list[tuple[str, str]]:
+    """Call metadata carrying a token."""
+    return [("authorization", f"Bearer {token}")]
+
+
 class ServerProcess:
-    """`taskservice serve` in a subprocess; restartable on the same data dir and ports."""
+    """`taskservice serve` in a subprocess; restartable on the same data dir and ports.
+
+    Servers run with `--auth none` unless the test passes its own `--auth`; `ServerProcess.jwt(...)`
+    starts one that requires tokens, and `token(user)` mints them with the server's own secret.
+    `ssl_context` is how the readiness check reaches an HTTPS port.
+    """
 
     def __init__(
-        self, data_dir: Path, *args: str, store: str | None = None, env: dict[str, str] | None = None
+        self,
+        data_dir: Path,
+        *args: str,
+        store: str | None = None,
+        env: dict[str, str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.args = list(args)
         self.store = store
         self.env = env or {}
+        self.ssl_context = ssl_context
         self.grpc_port = free_port()
         self.http_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -45,9 +64,19 @@ class ServerProcess:
     def grpc_addr(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 
+    @classmethod
+    def jwt(cls, data_dir: Path, *args: str, **kwargs: object) -> ServerProcess:
+        """A server that requires bearer tokens signed with the secret generated in its data dir."""
+        return cls(data_dir, "--auth", "jwt", *args, **kwargs)  # type: ignore[arg-type]
+
+    def token(self, user: str, *, admin: bool = False, ttl: float = 3600.0) -> str:
+        """A token for `user`, signed like `taskservice token` does for this server."""
+        return mint_token(Settings(data_dir=str(self.data_dir)), user, admin=admin, ttl=ttl)
+
     @property
     def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        scheme = "https" if self.ssl_context else "http"
+        return f"{scheme}://127.0.0.1:{self.http_port}"
 
     def command(self) -> list[str]:
         cmd = [
@@ -81,7 +110,9 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                with urllib.request.urlopen(f"{self.http_url}/healthz", timeout=1) as answer:
+                with urllib.request.urlopen(
+                    f"{self.http_url}/healthz", timeout=1, context=self.ssl_context
+                ) as answer:
                     if answer.status == 200:
                         return self
             except OSError:

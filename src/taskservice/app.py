@@ -4,30 +4,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import signal
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from taskservice.auth import NoAuth
-from taskservice.config import Settings
+from taskservice import auth
+from taskservice.admission import Admission
+from taskservice.config import Settings, SettingsError
 from taskservice.events import EventWindow
 from taskservice.model import now_us
 from taskservice.paging import PageTokens
+from taskservice.ratelimit import RateLimiter
 from taskservice.service import TaskService
 from taskservice.store import open_store
 from taskservice.store.base import TaskStore
 from taskservice.transport import grpc as grpc_transport
 from taskservice.transport import http
+from taskservice.transport.grpc_admission import AdmissionInterceptor
+from taskservice.validation import Limits
 
 log = structlog.get_logger(__name__)
 
 _PRUNE_EVERY = 60.0
 _IDEMPOTENCY_KEY_TTL_US = 24 * 3600 * 1_000_000
+_ANNOUNCED_TOKEN_TTL = 24 * 3600.0
 
 
 @dataclass
@@ -64,11 +71,18 @@ class Server:
 
 
 async def start(settings: Settings) -> Server:
+    _refuse_unsafe(settings)
+    authenticator = auth.load_authenticator(settings)
+    admission = Admission(
+        authenticator, RateLimiter(settings.rate_limit, settings.rate_burst), settings.max_streams_per_user
+    )
+    tls = _tls_files(settings)
     store = open_store(settings.store_url, settings.data_dir)
     await store.open()
     window = EventWindow(store)
     await window.start()
-    service = TaskService(store, window, PageTokens(await store.secret("page-tokens")))
+    limits = Limits(bulk_items_max=settings.max_bulk_items)
+    service = TaskService(store, window, PageTokens(await store.secret("page-tokens")), limits)
 
     shutdown = asyncio.Event()
     options = [
@@ -80,16 +94,20 @@ async def start(settings: Settings) -> Server:
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.so_reuseport", 0),
+        ("grpc.max_concurrent_streams", settings.max_streams_per_connection),
     ]
-    grpc_server = grpc.aio.server(options=options)
-    transport = grpc_transport.GrpcTransport(service, NoAuth(), shutdown)
+    grpc_server = grpc.aio.server(options=options, interceptors=[AdmissionInterceptor(admission)])
+    transport = grpc_transport.GrpcTransport(service, authenticator, shutdown)
     grpc_transport.add_to_server(grpc_server, transport)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
     reflection.enable_server_reflection(
         (grpc_transport.SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), grpc_server
     )
-    grpc_port = grpc_server.add_insecure_port(settings.grpc_addr)
+    if tls is None:
+        grpc_port = grpc_server.add_insecure_port(settings.grpc_addr)
+    else:
+        grpc_port = grpc_server.add_secure_port(settings.grpc_addr, _grpc_credentials(tls))
     if grpc_port == 0:
         raise OSError(f"cannot listen for gRPC on {settings.grpc_addr}")
     http_sock = http.bind(settings.http_addr)
@@ -101,7 +119,7 @@ async def start(settings: Settings) -> Server:
     for name in ("", grpc_transport.SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     app = http.build_app(shutdown)
-    server._tasks.append(asyncio.create_task(http.serve_http(app, http_sock, shutdown)))
+    server._tasks.append(asyncio.create_task(http.serve_http(app, http_sock, shutdown, tls)))
     server._tasks.append(asyncio.create_task(_prune_forever(store, settings)))
     return server
 
@@ -126,13 +144,69 @@ def _host(addr: str) -> str:
     return addr.rpartition(":")[0] or "0.0.0.0"
 
 
+def _is_loopback(addr: str) -> bool:
+    host = _host(addr).strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _refuse_unsafe(settings: Settings) -> None:
+    """`--auth none` makes everyone an admin: only on loopback, unless the operator insists."""
+    exposed = not (_is_loopback(settings.grpc_addr) and _is_loopback(settings.http_addr))
+    if settings.auth == "none" and exposed and not settings.i_understand_this_is_insecure:
+        raise SettingsError(
+            "--auth none lets anyone act as an administrator; it only runs on loopback addresses "
+            "(add --i-understand-this-is-insecure to override)"
+        )
+
+
+def _tls_files(settings: Settings) -> http.TlsFiles | None:
+    if not (settings.tls_cert or settings.tls_key or settings.tls_client_ca):
+        return None
+    if not (settings.tls_cert and settings.tls_key):
+        raise SettingsError("TLS needs both --tls-cert and --tls-key")
+    for path in (settings.tls_cert, settings.tls_key, settings.tls_client_ca):
+        if path and not Path(path).is_file():
+            raise SettingsError(f"cannot read {path}")
+    return http.TlsFiles(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+
+
+def _grpc_credentials(tls: http.TlsFiles) -> grpc.ServerCredentials:
+    client_ca = Path(tls.client_ca).read_bytes() if tls.client_ca else None
+    return grpc.ssl_server_credentials(
+        [(Path(tls.key).read_bytes(), Path(tls.cert).read_bytes())],
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
+
+
+def _announce_token(settings: Settings, http_url: str) -> None:
+    """With the generated secret on loopback, print a ready admin token: productive in a minute."""
+    if settings.auth != "jwt" or not auth.uses_generated_secret(settings):
+        return
+    if not (_is_loopback(settings.grpc_addr) and _is_loopback(settings.http_addr)):
+        return
+    token = auth.mint_token(settings, "admin", admin=True, ttl=_ANNOUNCED_TOKEN_TTL)
+    print(
+        f"Admin token (valid 24 h; mint more with `taskservice token --user NAME`):\n  {token}\n"
+        f"Open the board: {http_url}/#token={token}",
+        flush=True,
+    )
+
+
 async def run(settings: Settings) -> None:
     """Start, announce where we listen, and serve until SIGTERM/SIGINT (a second one exits at once)."""
     server = await start(settings)
     grpc_addr = f"{_host(settings.grpc_addr)}:{server.grpc_port}"
-    http_addr = f"http://{_host(settings.http_addr)}:{server.http_port}"
+    scheme = "https" if settings.tls_cert else "http"
+    http_addr = f"{scheme}://{_host(settings.http_addr)}:{server.http_port}"
     log.info("server.listening", grpc=grpc_addr, http=http_addr, store=settings.store_url, auth=settings.auth)
     print(f"TaskService is serving gRPC on {grpc_addr} and HTTP on {http_addr}", flush=True)
+    _announce_token(settings, http_addr)
 
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()

@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+class SettingsError(ValueError):
+    """A setting that cannot work (unreadable key file, unsafe combination); shown to the operator."""
+
+
 def _setting(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
     return field(default=default, metadata={"help": help, "choices": choices})
 
@@ -24,7 +28,26 @@ class Settings:
     )
     store: str = _setting("", "sqlite:///PATH, memory:// or postgresql://… (default: sqlite in the data dir)")
     data_dir: str = _setting("./data", "folder for the embedded database and generated keys")
-    auth: str = _setting("none", "authentication mode", ("none",))
+    auth: str = _setting(
+        "jwt", "jwt: bearer tokens required; none: everyone is admin (development only)", ("jwt", "none")
+    )
+    jwt_secret_file: str = _setting(
+        "", "HS256 shared secret (32+ bytes); default: generated once into the data dir"
+    )
+    jwt_public_key_file: str = _setting("", "PEM public key for RS256/ES256 tokens")
+    jwt_jwks_file: str = _setting("", "JWKS file of RS256/ES256 public keys, chosen by the token's kid")
+    jwt_issuer: str = _setting("", "required `iss` claim (checked when set)")
+    jwt_audience: str = _setting("", "required `aud` claim (checked when set)")
+    jwt_leeway: float = _setting(30.0, "seconds of clock skew allowed on exp/nbf")
+    i_understand_this_is_insecure: bool = _setting(False, "allow --auth none on a non-loopback address")
+    rate_limit: float = _setting(0.0, "requests (and stream messages) per second per user; 0: off")
+    rate_burst: int = _setting(0, "requests a user may make at once above the rate (0: one second's worth)")
+    tls_cert: str = _setting("", "PEM certificate chain: serve gRPC and HTTP over TLS")
+    tls_key: str = _setting("", "PEM private key of --tls-cert")
+    tls_client_ca: str = _setting("", "PEM CA bundle: require client certificates signed by it (mTLS)")
+    max_streams_per_connection: int = _setting(100, "concurrent calls on one HTTP/2 connection")
+    max_streams_per_user: int = _setting(100, "concurrent streaming calls one user may hold open")
+    max_bulk_items: int = _setting(100_000, "most tasks one BulkCreateTasks stream may carry")
     log_level: str = _setting("info", "log level", ("debug", "info", "warning", "error"))
     log_format: str = _setting(
         "auto", "log format (auto: json unless on a terminal)", ("auto", "json", "console")

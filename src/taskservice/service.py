@@ -102,7 +102,7 @@ class TaskService:
     ) -> AsyncIterator[pb.TaskEvent | bytes]:
         """Events the caller may see and the filter matches: the initial state when asked, then every
         later change, in sequence order, each once. Yields TaskEvent messages or their encoding."""
-        matches = self._watch_filter(caller, request)
+        view = self._watch_view(caller, request)
         if request.after_sequence > 0:
             await self._check_resumable(request.after_sequence)
             cursor = request.after_sequence
@@ -117,12 +117,14 @@ class TaskService:
             cursor = self._window.head
         async for batch in self._window.follow(cursor):
             for event in batch:
-                if matches(event):
-                    yield event.wire()
+                seen = view(event)
+                if seen is not None:
+                    yield seen
 
     async def bulk_create(
-        self, caller: Caller, requests: AsyncIterable[pb.CreateTaskRequest], max_items: int = 100_000
+        self, caller: Caller, requests: AsyncIterable[pb.CreateTaskRequest]
     ) -> pb.BulkCreateResponse:
+        max_items = self.limits.bulk_items_max
         response = pb.BulkCreateResponse()
         pending: list[tuple[int, NewTask]] = []
 
@@ -327,7 +329,14 @@ class TaskService:
         for i, label in enumerate(labels):
             check.text(f"labels[{i}]", label, max_len=self.limits.label_max, min_len=1)
 
-    def _watch_filter(self, caller: Caller, request: pb.WatchTasksRequest) -> Callable[[StoredEvent], bool]:
+    def _watch_view(
+        self, caller: Caller, request: pb.WatchTasksRequest
+    ) -> Callable[[StoredEvent], pb.TaskEvent | bytes | None]:
+        """What a watcher receives for an event: nothing when neither the task before nor after the
+        change matches; the event itself when the caller may see the task now (even if it left the
+        filter, so a filtered view stays correct). When the change took the task out of the caller's
+        sight (reassigned away from them), they learn only that it left: a DELETED event carrying the
+        task as they last saw it, never its new content."""
         check = Checker(self.limits)
         if request.after_sequence < 0:
             check.fail("after_sequence", "must not be negative")
@@ -349,10 +358,20 @@ class TaskService:
                 and (not labels or not labels.isdisjoint(task.labels))
             )
 
-        def matches(event: StoredEvent) -> bool:
-            return task_matches(event.task) or (event.previous is not None and task_matches(event.previous))
+        def view(event: StoredEvent) -> pb.TaskEvent | bytes | None:
+            if task_matches(event.task):
+                return event.wire()
+            if event.previous is None or not task_matches(event.previous):
+                return None
+            if caller.can_see(event.task):
+                return event.wire()
+            departed = pb.TaskEvent()
+            departed.CopyFrom(event.message())
+            departed.event_type = pb.EVENT_TYPE_DELETED
+            departed.task.CopyFrom(event.previous)
+            return departed
 
-        return matches
+        return view
 
     def _visible_filter(self, caller: Caller, request: pb.WatchTasksRequest) -> TaskFilter:
         return TaskFilter(

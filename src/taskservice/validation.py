@@ -39,6 +39,7 @@ class Limits:
     page_size_default: int = 50
     page_size_max: int = 1000
     filter_values_max: int = 100
+    bulk_items_max: int = 100_000
 
 
 class Checker:

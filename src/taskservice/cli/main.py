@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from taskservice.config import Settings, env_name
+from taskservice.config import Settings, SettingsError, env_name
 
 
 def _settings_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -20,6 +20,7 @@ def _settings_options(command: Callable[..., Any]) -> Callable[..., Any]:
             "--" + spec.name.replace("_", "-"),
             spec.name,
             type=kind,
+            is_flag=isinstance(spec.default, bool),
             default=spec.default,
             envvar=env_name(spec.name),
             show_default=True,
@@ -46,7 +47,38 @@ def serve(**values: Any) -> None:
     configure_logging(settings.log_level, settings.log_format)
     try:
         asyncio.run(run(settings))
-    except OSError as error:
+    except (OSError, SettingsError) as error:
+        raise click.ClickException(str(error)) from None
+
+
+_TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str) -> float:
+    """`90`, `90s`, `15m`, `1h`, `7d` → seconds."""
+    unit = text[-1:].lower()
+    number = text[:-1] if unit in _TTL_UNITS else text
+    try:
+        seconds = float(number) * _TTL_UNITS.get(unit, 1)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a duration like 30m, 1h or 7d") from None
+    if seconds <= 0:
+        raise click.BadParameter("must be positive")
+    return seconds
+
+
+@cli.command()
+@click.option("--user", required=True, help="user id (the token's `sub`)")
+@click.option("--admin", is_flag=True, help="give the token the admin role")
+@click.option("--ttl", default="1h", show_default=True, help="lifetime: 30m, 1h, 7d, …")
+@_settings_options
+def token(user: str, admin: bool, ttl: str, **values: Any) -> None:
+    """Print a token signed with the server's key (same --data-dir / --jwt-secret-file as serve)."""
+    from taskservice.auth import mint_token
+
+    try:
+        click.echo(mint_token(Settings(**values), user, admin=admin, ttl=_duration(ttl)))
+    except SettingsError as error:
         raise click.ClickException(str(error)) from None
 
 

@@ -18,7 +18,7 @@ from google.protobuf.message import DecodeError, Message
 from grpc_status import rpc_status
 
 from taskservice.api import task_service_pb2 as pb
-from taskservice.auth import Authenticator
+from taskservice.auth import CURRENT_CALLER, Authenticator
 from taskservice.errors import DomainError, InvalidArgument, Unavailable
 from taskservice.model import Caller
 from taskservice.service import TaskService
@@ -52,11 +52,17 @@ def _deserializer(message_type: type[M]) -> Callable[[bytes], M | Malformed]:
     return deserialize
 
 
+def metadata_of(context: grpc.aio.ServicerContext[Any, Any]) -> dict[str, str]:
+    """The call's text metadata (binary `-bin` entries left out)."""
+    return {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
+
+
 def _serialize(message: Message | bytes) -> bytes:
     return message if isinstance(message, bytes) else message.SerializeToString()
 
 
-async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: DomainError | None) -> None:
+async def abort(context: grpc.aio.ServicerContext[Any, Any], error: DomainError | None) -> None:
+    """End the call with the error's status (None: INTERNAL, with nothing of the exception)."""
     status = rpc_status.to_status(to_status(error) if error is not None else internal_status())
     await context.abort(status.code, status.details, status.trailing_metadata)
 
@@ -70,7 +76,9 @@ class GrpcTransport:
         self._shutdown = shutdown
 
     def _caller(self, context: grpc.aio.ServicerContext[Any, Any]) -> Caller:
-        return self._auth.authenticate(dict(context.invocation_metadata() or ()))
+        """The caller the admission interceptor authenticated; without one, authenticate here."""
+        caller = CURRENT_CALLER.get()
+        return caller if caller is not None else self._auth.authenticate(metadata_of(context))
 
     def handlers(self) -> dict[str, grpc.RpcMethodHandler]:
         s = self._service
@@ -113,10 +121,10 @@ class GrpcTransport:
                     raise request.error()
                 return await method(self._caller(context), request)
             except DomainError as error:
-                await _abort(context, error)
+                await abort(context, error)
             except Exception:
                 log.exception("rpc.internal_error")
-                await _abort(context, None)
+                await abort(context, None)
             raise AssertionError("unreachable: abort raises")
 
         return grpc.unary_unary_rpc_method_handler(
@@ -132,10 +140,10 @@ class GrpcTransport:
             async for event in self._service.watch(self._caller(context), request):
                 yield event
         except DomainError as error:
-            await _abort(context, error)
+            await abort(context, error)
         except Exception:
             log.exception("rpc.internal_error")
-            await _abort(context, None)
+            await abort(context, None)
 
     async def _bulk_create(
         self,
@@ -145,10 +153,10 @@ class GrpcTransport:
         try:
             return await self._service.bulk_create(self._caller(context), _well_formed(requests))
         except DomainError as error:
-            await _abort(context, error)
+            await abort(context, error)
         except Exception:
             log.exception("rpc.internal_error")
-            await _abort(context, None)
+            await abort(context, None)
         raise AssertionError("unreachable: abort raises")
 
     async def _process(
@@ -159,10 +167,10 @@ class GrpcTransport:
             async for result in self._service.process(self._caller(context), stream):
                 yield result
         except DomainError as error:
-            await _abort(context, error)
+            await abort(context, error)
         except Exception:
             log.exception("rpc.internal_error")
-            await _abort(context, None)
+            await abort(context, None)
 
 
 async def _well_formed(messages: AsyncIterable[M | Malformed]) -> AsyncIterator[M]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
+from dataclasses import dataclass
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
@@ -11,6 +13,15 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """PEM files for TLS; with `client_ca`, clients must present a certificate it signed (mTLS)."""
+
+    cert: str
+    key: str
+    client_ca: str = ""
 
 
 def build_app(draining: asyncio.Event) -> Starlette:
@@ -33,8 +44,16 @@ def bind(addr: str) -> socket.socket:
     return sock
 
 
-async def serve_http(app: Starlette, sock: socket.socket, stop: asyncio.Event) -> None:
+async def serve_http(
+    app: Starlette, sock: socket.socket, stop: asyncio.Event, tls: TlsFiles | None = None
+) -> None:
     config = Config()
+    if tls is not None:
+        config.certfile = tls.cert
+        config.keyfile = tls.key
+        if tls.client_ca:
+            config.ca_certs = tls.client_ca
+            config.verify_mode = ssl.CERT_REQUIRED
     config.bind = [f"fd://{sock.fileno()}"]
     config.accesslog = None
     config.errorlog = None

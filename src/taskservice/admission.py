@@ -1,0 +1,54 @@
+"""What every transport checks before it lets a call through: who is calling (authentication), that
+they are within their rate (each call and each stream message counts), and how many streams they
+hold open. gRPC calls it from an interceptor; a gRPC-Web adapter calls the very same object."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from taskservice.auth import Authenticator
+from taskservice.errors import ResourceExhausted
+from taskservice.model import Caller
+from taskservice.ratelimit import RateLimiter
+
+
+class Admission:
+    def __init__(self, authenticator: Authenticator, limiter: RateLimiter, max_streams_per_user: int) -> None:
+        self._auth = authenticator
+        self._limiter = limiter
+        self._max_streams = max_streams_per_user
+        self._open_streams: dict[str, int] = {}
+
+    def admit(self, metadata: Mapping[str, str]) -> Caller:
+        """The caller of a new call, which spends one of their rate tokens (Unauthenticated /
+        ResourceExhausted otherwise)."""
+        caller = self._auth.authenticate(metadata)
+        self._limiter.take(caller.user_id)
+        return caller
+
+    def message(self, caller: Caller) -> None:
+        """A further message on a stream: it counts against the caller's rate like a call."""
+        self._limiter.take(caller.user_id)
+
+    def open_stream(self, caller: Caller) -> Callable[[], None]:
+        """Take one of the caller's stream slots; call the returned function when the stream ends."""
+        held = self._open_streams.get(caller.user_id, 0)
+        if held >= self._max_streams:
+            raise ResourceExhausted(
+                f"at most {self._max_streams} streams may be open per user; close one before opening another"
+            )
+        self._open_streams[caller.user_id] = held + 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if released:
+                return
+            released = True
+            left = self._open_streams[caller.user_id] - 1
+            if left:
+                self._open_streams[caller.user_id] = left
+            else:
+                del self._open_streams[caller.user_id]
+
+        return release

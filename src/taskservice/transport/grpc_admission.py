@@ -1,0 +1,111 @@
+"""One gRPC server interceptor that admits TaskService calls of every shape (unary, server, client
+and bidirectional streaming): it authenticates, applies the rate limit to the call and to each
+message a client streams, bounds open streams per user, and hands the Caller to the handler through
+`CURRENT_CALLER`. Health and reflection pass untouched: they need no token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeAlias
+
+import grpc
+
+from taskservice.admission import Admission
+from taskservice.auth import CURRENT_CALLER
+from taskservice.errors import DomainError
+from taskservice.model import Caller
+from taskservice.transport.grpc import SERVICE_NAME, abort, metadata_of
+
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+
+
+class AdmissionInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, admission: Admission) -> None:
+        self._admission = admission
+        self._prefix = f"/{SERVICE_NAME}/"
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method: str = handler_call_details.method
+        if handler is None or not method.startswith(self._prefix):
+            return handler
+        return self._guard(handler)
+
+    def _guard(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        options = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(self._unary_unary(handler.unary_unary), **options)
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(self._unary_stream(handler.unary_stream), **options)
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(self._stream_unary(handler.stream_unary), **options)
+        return grpc.stream_stream_rpc_method_handler(self._stream_stream(handler.stream_stream), **options)
+
+    async def _admit(self, context: Context) -> Caller:
+        try:
+            caller = self._admission.admit(metadata_of(context))
+        except DomainError as error:
+            await abort(context, error)
+            raise
+        CURRENT_CALLER.set(caller)
+        return caller
+
+    async def _metered(self, caller: Caller, messages: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        async for message in messages:
+            self._admission.message(caller)  # raises into the handler, which ends the call with it
+            yield message
+
+    def _unary_unary(self, behaviour: Any) -> Any:
+        async def handle(request: Any, context: Context) -> Any:
+            await self._admit(context)
+            return await behaviour(request, context)
+
+        return handle
+
+    async def _admit_stream(self, context: Context) -> tuple[Caller, Callable[[], None]]:
+        caller = await self._admit(context)
+        try:
+            return caller, self._admission.open_stream(caller)
+        except DomainError as error:
+            await abort(context, error)
+            raise
+
+    def _unary_stream(self, behaviour: Any) -> Any:
+        async def handle(request: Any, context: Context) -> AsyncIterator[Any]:
+            _, release = await self._admit_stream(context)
+            try:
+                async for response in behaviour(request, context):
+                    yield response
+            finally:
+                release()
+
+        return handle
+
+    def _stream_unary(self, behaviour: Any) -> Any:
+        async def handle(requests: AsyncIterator[Any], context: Context) -> Any:
+            caller, release = await self._admit_stream(context)
+            try:
+                return await behaviour(self._metered(caller, requests), context)
+            finally:
+                release()
+
+        return handle
+
+    def _stream_stream(self, behaviour: Any) -> Any:
+        async def handle(requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
+            caller, release = await self._admit_stream(context)
+            try:
+                async for response in behaviour(self._metered(caller, requests), context):
+                    yield response
+            finally:
+                release()
+
+        return handle
