@@ -1,0 +1,149 @@
+"""Rate limits and quotas: a user over their rate gets RESOURCE_EXHAUSTED with RetryInfo, each
+message of a stream counts, other users are unaffected; open streams per user and items per bulk
+stream are bounded."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from taskservice.api import task_service_pb2 as pb
+from taskservice.errors import ResourceExhausted
+from taskservice.ratelimit import RateLimiter
+from tests.servers import ServerProcess, bearer
+
+RATE, BURST = 5, 20
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    proc = ServerProcess.jwt(
+        tmp_path_factory.mktemp("limited"),
+        "--rate-limit",
+        str(RATE),
+        "--rate-burst",
+        str(BURST),
+        "--max-streams-per-user",
+        "2",
+        "--max-bulk-items",
+        "5",
+    ).start()
+    yield proc
+    proc.stop()
+
+
+def _user(server: ServerProcess) -> list[tuple[str, str]]:
+    return bearer(server.token("u-" + uuid.uuid4().hex[:8]))
+
+
+def _retry_delay(error: grpc.RpcError) -> float:
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None
+    for detail in status.details:
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            return info.retry_delay.seconds + info.retry_delay.nanos / 1e9
+    raise AssertionError("no RetryInfo in the status details")
+
+
+def test_a_user_over_the_rate_is_told_when_to_retry_and_others_are_unaffected(limited: ServerProcess) -> None:
+    stub, noisy, quiet = limited.stub(), _user(limited), _user(limited)
+    request = pb.ListTasksRequest(page_size=1)
+    for _ in range(BURST):
+        stub.ListTasks(request, metadata=noisy)
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.ListTasks(request, metadata=noisy)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    delay = _retry_delay(refused.value)
+    assert 0 < delay <= 1 / RATE
+    for _ in range(BURST):
+        stub.ListTasks(request, metadata=quiet)  # a full burst of its own
+    time.sleep(delay + 0.05)
+    stub.ListTasks(request, metadata=noisy)
+
+
+def test_each_command_of_a_stream_counts(limited: ServerProcess) -> None:
+    stub, user = limited.stub(), _user(limited)
+    commands = (
+        pb.TaskCommand(command_id=str(i), get=pb.GetTaskRequest(id=f"id-{i}")) for i in range(3 * BURST)
+    )
+    answered = []
+    with pytest.raises(grpc.RpcError) as refused:
+        answered.extend(stub.ProcessTaskStream(commands, metadata=user))
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert _retry_delay(refused.value) > 0
+    assert BURST - 2 <= len(answered) <= BURST + 2  # the call took one token, each command one more
+    assert [r.command_id for r in answered] == [str(i) for i in range(len(answered))]
+
+
+def test_open_streams_per_user_are_bounded(limited: ServerProcess) -> None:
+    stub, user, other = limited.stub(), _user(limited), _user(limited)
+    request = pb.WatchTasksRequest(include_initial=True, task_ids=["none"])
+    first = stub.WatchTasks(request, metadata=user, timeout=10)
+    second = stub.WatchTasks(request, metadata=user, timeout=10)
+    time.sleep(0.3)  # both are open on the server
+    third = stub.WatchTasks(request, metadata=user, timeout=10)
+    with pytest.raises(grpc.RpcError) as refused:
+        next(third)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    other_watch = stub.WatchTasks(request, metadata=other, timeout=10)
+    time.sleep(0.3)
+    assert not other_watch.done()  # still open: the quota is per user
+    first.cancel()
+    time.sleep(0.3)
+    again = stub.WatchTasks(request, metadata=user, timeout=10)
+    time.sleep(0.3)
+    assert not again.done()
+    for call in (second, other_watch, again):
+        call.cancel()
+
+
+def test_bulk_stream_items_are_bounded(limited: ServerProcess) -> None:
+    stub, user = limited.stub(), _user(limited)
+    requests = (pb.CreateTaskRequest(title=f"item {i}") for i in range(10))
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.BulkCreateTasks(requests, metadata=user)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "at most 5" in refused.value.details()
+
+
+# -- the bucket itself, on a controlled clock ----------------------------------------------------------
+
+
+def test_bucket_allows_a_burst_then_refills_at_the_rate() -> None:
+    now = [100.0]
+    limiter = RateLimiter(rate=2, burst=3, clock=lambda: now[0])
+    for _ in range(3):
+        limiter.take("a")
+    with pytest.raises(ResourceExhausted) as refused:
+        limiter.take("a")
+    assert refused.value.retry_after == pytest.approx(0.5)
+    limiter.take("b")  # another user's bucket is full
+    now[0] += 0.5
+    limiter.take("a")
+    with pytest.raises(ResourceExhausted):
+        limiter.take("a")
+
+
+def test_refused_attempts_do_not_push_the_retry_time_back() -> None:
+    now = [0.0]
+    limiter = RateLimiter(rate=1, burst=1, clock=lambda: now[0])
+    limiter.take("a")
+    for _ in range(50):
+        with pytest.raises(ResourceExhausted):
+            limiter.take("a")
+    now[0] += 1.0
+    limiter.take("a")
+
+
+def test_rate_zero_means_no_limit() -> None:
+    limiter = RateLimiter(rate=0)
+    for _ in range(10_000):
+        limiter.take("a")
