@@ -72,6 +72,15 @@ def test_nul_characters_are_invalid_argument_naming_every_field(jwt_server: Serv
     assert {"title", "labels[0]", "assigned_to"} <= fields
 
 
+def test_watch_task_ids_are_checked_like_any_id(jwt_server: ServerProcess) -> None:
+    md = bearer(jwt_server.token("watcher"))
+    for bad in ("a\x00b", "x" * 129, ""):
+        call = jwt_server.stub().WatchTasks(pb.WatchTasksRequest(task_ids=[bad]), metadata=md, timeout=5)
+        with pytest.raises(grpc.RpcError) as refused:
+            next(call)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, bad
+
+
 def test_malformed_message_in_a_stream_ends_it_with_invalid_argument(jwt_server: ServerProcess) -> None:
     channel, md = jwt_server.channel(), bearer(jwt_server.token("streamer"))
     good = pb.CreateTaskRequest(title="fine").SerializeToString()

@@ -345,6 +345,8 @@ class TaskService:
         self._check_filter_sizes(check, request.labels, statuses=request.statuses)
         if len(request.task_ids) > self.limits.page_size_max:
             check.fail("task_ids", f"at most {self.limits.page_size_max} ids")
+        for i, task_id in enumerate(request.task_ids):
+            check.task_id(f"task_ids[{i}]", task_id)
         check.raise_if_any()
         ids = frozenset(request.task_ids)
         statuses = frozenset(request.statuses)
