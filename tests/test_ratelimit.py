@@ -7,6 +7,8 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 
 import grpc
 import pytest
@@ -14,6 +16,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from taskservice.api import task_service_pb2 as pb
+from taskservice.api import task_service_pb2_grpc as rpc
 from taskservice.errors import ResourceExhausted
 from taskservice.ratelimit import RateLimiter
 from tests.servers import ServerProcess, bearer
@@ -33,6 +36,8 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]
         "2",
         "--max-bulk-items",
         "5",
+        "--max-streams-per-connection",
+        "4",
     ).start()
     yield proc
     proc.stop()
@@ -103,6 +108,32 @@ def test_open_streams_per_user_are_bounded(limited: ServerProcess) -> None:
     assert not again.done()
     for call in (second, other_watch, again):
         call.cancel()
+
+
+def test_calls_beyond_the_connections_stream_limit_wait_for_a_free_stream(limited: ServerProcess) -> None:
+    channel = grpc.insecure_channel(limited.grpc_addr, options=[("grpc.use_local_subchannel_pool", 1)])
+    stub = rpc.TaskServiceStub(channel)
+    users = [_user(limited) for _ in range(5)]  # different users: the per-user quota stays out of it
+    ready = [stub.CreateTask(pb.CreateTaskRequest(title="ready"), metadata=md) for md in users]
+    watches = [
+        stub.WatchTasks(
+            pb.WatchTasksRequest(include_initial=True, task_ids=[task.id]), metadata=md, timeout=10
+        )
+        for task, md in zip(ready, users, strict=True)
+    ]
+    try:
+        for watch in watches[:4]:
+            assert next(watch).task.title == "ready"
+        with ThreadPoolExecutor(1) as pool:
+            fifth = pool.submit(next, watches[4])
+            with pytest.raises(FutureTimeout):
+                fifth.result(timeout=0.5)  # queued: the connection allows four streams
+            watches[0].cancel()
+            assert fifth.result(timeout=5).task.title == "ready"  # it got the freed stream
+    finally:
+        for watch in watches:
+            watch.cancel()
+        channel.close()
 
 
 def test_bulk_stream_items_are_bounded(limited: ServerProcess) -> None:
