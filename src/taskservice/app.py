@@ -71,7 +71,7 @@ class Server:
 
 
 async def start(settings: Settings) -> Server:
-    _refuse_unsafe(settings)
+    _check_exposure(settings)
     authenticator = auth.load_authenticator(settings)
     admission = Admission(
         authenticator, RateLimiter(settings.rate_limit, settings.rate_burst), settings.max_streams_per_user
@@ -154,13 +154,19 @@ def _is_loopback(addr: str) -> bool:
         return False
 
 
-def _refuse_unsafe(settings: Settings) -> None:
-    """`--auth none` makes everyone an admin: only on loopback, unless the operator insists."""
+def _check_exposure(settings: Settings) -> None:
+    """`--auth none` makes everyone an admin: only on loopback, unless the operator insists. Plain
+    text off loopback is allowed (a TLS-terminating proxy may sit in front) but warned about."""
     exposed = not (_is_loopback(settings.grpc_addr) and _is_loopback(settings.http_addr))
     if settings.auth == "none" and exposed and not settings.i_understand_this_is_insecure:
         raise SettingsError(
             "--auth none lets anyone act as an administrator; it only runs on loopback addresses "
             "(add --i-understand-this-is-insecure to override)"
+        )
+    if exposed and not settings.tls_cert:
+        log.warning(
+            "server.plaintext_off_loopback",
+            hint="tokens cross the network in clear text unless a TLS proxy is in front; see --tls-cert",
         )
 
 
