@@ -5,7 +5,6 @@ admins see everything. Lists, counts, watches (initial, live, replay) and stream
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import grpc
@@ -13,7 +12,9 @@ import pytest
 
 from taskservice.api import task_service_pb2 as pb
 from taskservice.api import task_service_pb2_grpc as rpc
+from tests.rpc import expect_code
 from tests.servers import ServerProcess, bearer
+from tests.watching import Watch
 
 Metadata = list[tuple[str, str]]
 
@@ -48,20 +49,6 @@ def people(jwt_server: ServerProcess) -> People:
     )
 
 
-def _code(call: object) -> grpc.StatusCode:
-    try:
-        call()  # type: ignore[operator]
-    except grpc.RpcError as error:
-        return error.code()  # type: ignore[no-any-return]
-    return grpc.StatusCode.OK
-
-
-def _refusal(call: object) -> tuple[grpc.StatusCode, str]:
-    with pytest.raises(grpc.RpcError) as error:
-        call()  # type: ignore[operator]
-    return error.value.code(), error.value.details()
-
-
 def test_another_users_task_is_indistinguishable_from_a_missing_one(people: People) -> None:
     task = people.create(people.alice, "alice's secret")
     missing = str(uuid.uuid4())
@@ -77,10 +64,9 @@ def test_another_users_task_is_indistinguishable_from_a_missing_one(people: Peop
         "delete": lambda task_id: s.DeleteTask(pb.DeleteTaskRequest(id=task_id), metadata=bob),
     }
     for name, call in calls.items():
-        code, details = _refusal(lambda call=call: call(task.id))
-        missing_code, missing_details = _refusal(lambda call=call: call(missing))
-        assert code == missing_code == grpc.StatusCode.NOT_FOUND, name
-        assert details.replace(task.id, missing) == missing_details, name
+        hidden = expect_code(grpc.StatusCode.NOT_FOUND, lambda call=call: call(task.id))
+        absent = expect_code(grpc.StatusCode.NOT_FOUND, lambda call=call: call(missing))
+        assert hidden.details().replace(task.id, missing) == absent.details(), name
     assert s.GetTask(pb.GetTaskRequest(id=task.id), metadata=people.alice) == task
 
 
@@ -92,12 +78,13 @@ def test_assignee_may_read_and_update_but_not_delete(people: People) -> None:
         pb.UpdateTaskRequest(id=task.id, status=pb.TASK_STATUS_IN_PROGRESS), metadata=people.bob
     )
     assert (updated.version, updated.created_by) == (2, people.alice_id)
-    code = _code(lambda: s.DeleteTask(pb.DeleteTaskRequest(id=task.id), metadata=people.bob))
-    assert code == grpc.StatusCode.PERMISSION_DENIED
+    expect_code(
+        grpc.StatusCode.PERMISSION_DENIED,
+        lambda: s.DeleteTask(pb.DeleteTaskRequest(id=task.id), metadata=people.bob),
+    )
     s.DeleteTask(pb.DeleteTaskRequest(id=task.id), metadata=people.alice)
-    assert (
-        _code(lambda: s.GetTask(pb.GetTaskRequest(id=task.id), metadata=people.alice))
-        == grpc.StatusCode.NOT_FOUND
+    expect_code(
+        grpc.StatusCode.NOT_FOUND, lambda: s.GetTask(pb.GetTaskRequest(id=task.id), metadata=people.alice)
     )
 
 
@@ -143,34 +130,26 @@ def test_list_and_total_count_show_only_what_the_caller_may_see(people: People) 
     assert ids(by_alice) == {shared.id} and totals == {1}
 
 
-class Watch:
-    """A watch a test reads until a sentinel task of the watcher's own shows up."""
+def _watch(people: People, who: Metadata, request: pb.WatchTasksRequest) -> Watch:
+    return Watch(people.stub, request, metadata=who)
 
-    def __init__(self, people: People, who: Metadata, request: pb.WatchTasksRequest) -> None:
-        self._people = people
-        self._who = who
-        self._call = people.stub.WatchTasks(request, metadata=who, timeout=20)
-        self._events: Iterator[pb.TaskEvent] = iter(self._call)
 
-    def next(self) -> pb.TaskEvent:
-        return next(self._events)
-
-    def until_sentinel(self) -> list[pb.TaskEvent]:
-        sentinel = self._people.create(self._who, "sentinel")
-        events = []
-        while True:
-            event = self.next()
-            if event.task.id == sentinel.id:
-                self._call.cancel()
-                return events
-            events.append(event)
+def _until_sentinel(people: People, who: Metadata, watch: Watch) -> list[pb.TaskEvent]:
+    """Events up to a task the watcher creates now: everything before it has been delivered, so
+    what is missing was filtered out, not late."""
+    sentinel = people.create(who, "sentinel")
+    events = []
+    while (event := watch.next()).task.id != sentinel.id:
+        events.append(event)
+    watch.cancel()
+    return events
 
 
 def test_watch_initial_live_and_replay_show_only_visible_tasks(people: People) -> None:
     s = people.stub
     alice_before = people.create(people.alice, "alice before")
     ready = people.create(people.bob, "bob ready")
-    watch = Watch(people, people.bob, pb.WatchTasksRequest(labels=[people.tag], include_initial=True))
+    watch = _watch(people, people.bob, pb.WatchTasksRequest(labels=[people.tag], include_initial=True))
     initial = watch.next()
     assert (initial.event_type, initial.task.id) == (pb.EVENT_TYPE_CREATED, ready.id)
 
@@ -179,16 +158,16 @@ def test_watch_initial_live_and_replay_show_only_visible_tasks(people: People) -
     s.DeleteTask(pb.DeleteTaskRequest(id=alice_live.id), metadata=people.alice)
     shared = people.create(people.alice, "alice for bob", assigned_to=people.bob_id)
     s.UpdateTask(pb.UpdateTaskRequest(id=shared.id, status=pb.TASK_STATUS_DONE), metadata=people.bob)
-    live = watch.until_sentinel()
+    live = _until_sentinel(people, people.bob, watch)
     assert [(e.event_type, e.task.id, e.triggered_by) for e in live] == [
         (pb.EVENT_TYPE_CREATED, shared.id, people.alice_id),
         (pb.EVENT_TYPE_UPDATED, shared.id, people.bob_id),
     ]
 
-    replay = Watch(
+    replay = _watch(
         people, people.bob, pb.WatchTasksRequest(labels=[people.tag], after_sequence=initial.sequence)
     )
-    replayed = replay.until_sentinel()
+    replayed = _until_sentinel(people, people.bob, replay)
     assert [(e.event_type, e.task.id) for e in replayed][:2] == [
         (pb.EVENT_TYPE_CREATED, shared.id),
         (pb.EVENT_TYPE_UPDATED, shared.id),
@@ -196,34 +175,37 @@ def test_watch_initial_live_and_replay_show_only_visible_tasks(people: People) -
     assert {e.task.created_by for e in replayed} <= {people.alice_id, people.bob_id}
     assert not {alice_before.id, alice_live.id} & {e.task.id for e in replayed}
 
-    admin = Watch(
+    admin = _watch(
         people, people.admin, pb.WatchTasksRequest(labels=[people.tag], after_sequence=initial.sequence)
     )
-    assert {alice_live.id, alice_before.id} <= {e.task.id for e in admin.until_sentinel()}
+    assert {alice_live.id, alice_before.id} <= {
+        e.task.id for e in _until_sentinel(people, people.admin, admin)
+    }
 
 
 def test_watch_by_task_id_does_not_reveal_another_users_task(people: People) -> None:
     secret = people.create(people.alice, "alice only")
     ready = people.create(people.bob, "bob ready")
     request = pb.WatchTasksRequest(task_ids=[secret.id, ready.id], include_initial=True)
-    watch = Watch(people, people.bob, request)
+    watch = _watch(people, people.bob, request)
     assert watch.next().task.id == ready.id
     people.stub.UpdateTask(pb.UpdateTaskRequest(id=secret.id, title="changed"), metadata=people.alice)
     people.stub.UpdateTask(pb.UpdateTaskRequest(id=ready.id, title="bob changed"), metadata=people.bob)
     assert watch.next().task.title == "bob changed"
+    watch.cancel()
 
 
 def test_reassigned_task_leaves_the_ex_assignees_watch_without_its_new_content(people: People) -> None:
     s = people.stub
     task = people.create(people.alice, "bob's job", assigned_to=people.bob_id)
-    watch = Watch(people, people.bob, pb.WatchTasksRequest(labels=[people.tag], include_initial=True))
+    watch = _watch(people, people.bob, pb.WatchTasksRequest(labels=[people.tag], include_initial=True))
     assert watch.next().task == task
     s.UpdateTask(
         pb.UpdateTaskRequest(id=task.id, assigned_to="carol", title="carol's job, secret plan"),
         metadata=people.alice,
     )
     s.UpdateTask(pb.UpdateTaskRequest(id=task.id, title="more secrets"), metadata=people.alice)
-    events = watch.until_sentinel()
+    events = _until_sentinel(people, people.bob, watch)
     assert len(events) == 1
     left = events[0]
     assert left.event_type == pb.EVENT_TYPE_DELETED
@@ -231,8 +213,10 @@ def test_reassigned_task_leaves_the_ex_assignees_watch_without_its_new_content(p
     assert left.sequence > 0
 
     back = s.UpdateTask(pb.UpdateTaskRequest(id=task.id, assigned_to=people.bob_id), metadata=people.alice)
-    watch = Watch(people, people.bob, pb.WatchTasksRequest(labels=[people.tag], after_sequence=left.sequence))
-    assert [e.task for e in watch.until_sentinel() if e.task.id == task.id] == [back]
+    watch = _watch(
+        people, people.bob, pb.WatchTasksRequest(labels=[people.tag], after_sequence=left.sequence)
+    )
+    assert [e.task for e in _until_sentinel(people, people.bob, watch) if e.task.id == task.id] == [back]
 
 
 def test_bulk_and_process_streams_apply_the_same_rules(people: People) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Sequence
 
 import grpc
 
@@ -11,8 +12,10 @@ from taskservice.api import task_service_pb2 as pb
 
 
 class Watch:
-    def __init__(self, stub, request: pb.WatchTasksRequest) -> None:
-        self.call = stub.WatchTasks(request)
+    def __init__(
+        self, stub, request: pb.WatchTasksRequest, metadata: Sequence[tuple[str, str]] | None = None
+    ) -> None:
+        self.call = stub.WatchTasks(request, metadata=metadata)
         self._events: queue.Queue[pb.TaskEvent | grpc.RpcError | None] = queue.Queue()
         self._thread = threading.Thread(target=self._pump, daemon=True)
         self._thread.start()
