@@ -130,6 +130,20 @@ def test_list_and_total_count_show_only_what_the_caller_may_see(people: People) 
     assert ids(by_alice) == {shared.id} and totals == {1}
 
 
+def test_a_page_token_works_only_for_the_caller_it_was_issued_to(people: People) -> None:
+    for i in range(3):
+        people.create(people.alice, f"page {i}", assigned_to=people.bob_id)
+    request = pb.ListTasksRequest(labels=[people.tag], page_size=1)
+    token = people.stub.ListTasks(request, metadata=people.alice).next_page_token
+    request.page_token = token
+    assert people.stub.ListTasks(request, metadata=people.alice).tasks
+    for other in (people.bob, people.admin):  # both see the same tasks, yet the token is not theirs
+        expect_code(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            lambda other=other: people.stub.ListTasks(request, metadata=other),
+        )
+
+
 def _watch(people: People, who: Metadata, request: pb.WatchTasksRequest) -> Watch:
     return Watch(people.stub, request, metadata=who)
 

@@ -10,12 +10,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias
 
 import grpc
+import structlog
 
 from taskservice.admission import Admission
 from taskservice.auth import CURRENT_CALLER
 from taskservice.errors import DomainError
 from taskservice.model import Caller
 from taskservice.transport.grpc import SERVICE_NAME, abort, metadata_of
+
+log = structlog.get_logger(__name__)
 
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
@@ -54,6 +57,10 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
             caller = self._admission.admit(metadata_of(context))
         except DomainError as error:
             await abort(context, error)
+            raise
+        except Exception:
+            log.exception("rpc.admission_failed")
+            await abort(context, None)
             raise
         CURRENT_CALLER.set(caller)
         return caller
