@@ -110,6 +110,18 @@ def test_open_streams_per_user_are_bounded(limited: ServerProcess) -> None:
         call.cancel()
 
 
+def test_deadlines_end_streams_and_free_their_slots(limited: ServerProcess) -> None:
+    stub, user = limited.stub(), _user(limited)
+    request = pb.WatchTasksRequest(task_ids=["none"])
+    for _ in range(2):  # twice the per-user quota, one after the other
+        calls = [stub.WatchTasks(request, metadata=user, timeout=0.5) for _ in range(2)]
+        for call in calls:
+            with pytest.raises(grpc.RpcError) as ended:
+                next(call)
+            assert ended.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        time.sleep(0.2)  # the server ends its side of the calls on the same deadline
+
+
 def test_calls_beyond_the_connections_stream_limit_wait_for_a_free_stream(limited: ServerProcess) -> None:
     channel = grpc.insecure_channel(limited.grpc_addr, options=[("grpc.use_local_subchannel_pool", 1)])
     stub = rpc.TaskServiceStub(channel)
