@@ -24,7 +24,10 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from taskservice.api import task_service_pb2 as pb
 from taskservice.api import task_service_pb2_grpc as rpc
-from taskservice.auth import JwtAuthenticator, KeySet, VerificationKey
+from taskservice.auth import JwtAuthenticator, KeySet, VerificationKey, load_authenticator
+from taskservice.config import Settings, SettingsError
+from taskservice.errors import Unauthenticated
+from taskservice.model import Caller
 from tests.servers import TASKSERVICE, ServerProcess, bearer, free_port
 
 Metadata = list[tuple[str, str]]
@@ -318,3 +321,43 @@ def test_verified_tokens_are_cached_until_they_expire() -> None:
     now[0] += 61  # past exp: the cached entry no longer counts and the token is checked again
     auth.authenticate(metadata)
     assert verified[0] == 2
+
+
+# -- key configuration (in process: no server needed to read a key file) ------------------------------
+
+
+def _authenticator_for(tmp_path: Path, public_key: Any) -> Any:
+    path = tmp_path / "key.pem"
+    path.write_bytes(_pem(public_key))
+    return load_authenticator(Settings(data_dir=str(tmp_path), jwt_public_key_file=str(path)))
+
+
+def test_es256_public_key_file_verifies_es256_tokens_only(
+    tmp_path: Path, ec_key: ec.EllipticCurvePrivateKey
+) -> None:
+    auth = _authenticator_for(tmp_path, ec_key.public_key())
+    token = jwt.encode(_claims(sub="ec", roles=["admin"]), ec_key, algorithm="ES256")
+    assert auth.authenticate({"authorization": f"Bearer {token}"}) == Caller("ec", is_admin=True)
+    with pytest.raises(Unauthenticated):
+        auth.authenticate({"authorization": f"Bearer {_hs256(_claims(), _pem(ec_key.public_key()))}"})
+
+
+@pytest.mark.parametrize(
+    "weak",
+    [
+        lambda: rsa.generate_private_key(public_exponent=65537, key_size=1024).public_key(),
+        lambda: ec.generate_private_key(ec.SECP384R1()).public_key(),
+    ],
+    ids=["rsa-1024", "p-384"],
+)
+def test_unsupported_public_keys_are_refused_at_start(tmp_path: Path, weak: Callable[[], Any]) -> None:
+    with pytest.raises(SettingsError):
+        _authenticator_for(tmp_path, weak())
+
+
+def test_only_one_key_source_may_be_configured(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("s" * SECRET_LEN)
+    settings = Settings(data_dir=str(tmp_path), jwt_secret_file=str(secret), jwt_jwks_file=str(secret))
+    with pytest.raises(SettingsError):
+        load_authenticator(settings)
