@@ -1,9 +1,10 @@
-"""Rate limits and quotas: a user over their rate gets RESOURCE_EXHAUSTED with RetryInfo, each
-message of a stream counts, other users are unaffected; open streams per user and items per bulk
-stream are bounded."""
+"""Rate limits and quotas: a call over the user's rate gets RESOURCE_EXHAUSTED with RetryInfo, each
+message of a stream counts and waits for its token, other users are unaffected; open streams per
+user, streams per connection and items per bulk stream are bounded."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -83,20 +84,21 @@ def test_a_user_over_the_rate_is_told_when_to_retry_and_others_are_unaffected(li
     stub.ListTasks(request, metadata=noisy)
 
 
-def test_each_command_of_a_stream_counts(limited: ServerProcess) -> None:
+def test_each_command_of_a_stream_counts_and_is_paced_to_the_rate(limited: ServerProcess) -> None:
     stub, user = limited.stub(), _user(limited)
-    commands = (
-        pb.TaskCommand(command_id=str(i), get=pb.GetTaskRequest(id=f"id-{i}")) for i in range(5 * BURST)
-    )
-    answered: list[pb.TaskResult] = []
+    extra = 5  # commands beyond the burst: they wait for tokens, one per 1/RATE seconds
+    commands = [
+        pb.TaskCommand(command_id=str(i), get=pb.GetTaskRequest(id=f"id-{i}")) for i in range(BURST + extra)
+    ]
     start = time.monotonic()
-    with pytest.raises(grpc.RpcError) as refused:
-        answered.extend(stub.ProcessTaskStream(commands, metadata=user))
+    answered = list(stub.ProcessTaskStream(iter(commands), metadata=user, timeout=30))
     took = time.monotonic() - start
+    assert [r.command_id for r in answered] == [c.command_id for c in commands]  # none lost, in order
+    assert took >= (extra + 1) / RATE * 0.9  # the call and the commands took BURST + extra + 1 tokens
+    with pytest.raises(grpc.RpcError) as refused:  # and the stream spent the user's bucket for calls too
+        stub.ListTasks(pb.ListTasksRequest(page_size=1), metadata=user)
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert _retry_delay(refused.value) > 0
-    assert BURST - 1 <= len(answered) <= BURST - 1 + took * RATE + 1  # the call took one token
-    assert [r.command_id for r in answered] == [str(i) for i in range(len(answered))]
 
 
 def test_open_streams_per_user_are_bounded(limited: ServerProcess) -> None:
@@ -185,6 +187,14 @@ def test_bucket_allows_a_burst_then_refills_at_the_rate() -> None:
     limiter.take("a")
     with pytest.raises(ResourceExhausted):
         limiter.take("a")
+
+
+def test_wait_takes_a_token_once_one_is_available() -> None:
+    limiter = RateLimiter(rate=20, burst=1)
+    start = time.monotonic()
+    for _ in range(3):
+        asyncio.run(limiter.wait("a"))
+    assert time.monotonic() - start >= 2 / 20 * 0.9
 
 
 def test_refused_attempts_do_not_push_the_retry_time_back() -> None:

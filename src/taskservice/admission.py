@@ -1,6 +1,7 @@
 """What every transport checks before it lets a call through: who is calling (authentication), that
-they are within their rate (each call and each stream message counts), and how many streams they
-hold open. gRPC calls it from an interceptor; a gRPC-Web adapter calls the very same object."""
+they are within their rate (each call and each stream message counts: a call over the rate is
+refused, a stream message over it waits), and how many streams they hold open. gRPC calls it from an
+interceptor; a gRPC-Web adapter calls the very same object."""
 
 from __future__ import annotations
 
@@ -26,9 +27,10 @@ class Admission:
         self._limiter.take(caller.user_id)
         return caller
 
-    def message(self, caller: Caller) -> None:
-        """A further message on a stream: it counts against the caller's rate like a call."""
-        self._limiter.take(caller.user_id)
+    async def message(self, caller: Caller) -> None:
+        """A further message on a stream: it counts against the caller's rate like a call, and waits
+        for its token rather than ending a stream that is half done."""
+        await self._limiter.wait(caller.user_id)
 
     def open_stream(self, caller: Caller) -> Callable[[], None]:
         """Take one of the caller's stream slots; call the returned function when the stream ends."""

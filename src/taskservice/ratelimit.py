@@ -1,12 +1,15 @@
 """Per-user rate limiting: one token bucket per user, shared by every transport.
 
 Every call and every message of a stream takes one token. A user's bucket refills at `rate` tokens
-per second up to `burst`; an empty bucket refuses with ResourceExhausted saying when to retry. Each
-user has their own bucket, so one user's burst never throttles another.
+per second up to `burst`. A call that finds the bucket empty is refused with ResourceExhausted saying
+when to retry (`take`); a message on an open stream waits for its token instead (`wait`), so a bulk
+import or a command stream slows to the rate rather than breaking off half done. Each user has their
+own bucket, so one user's burst never throttles another.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -46,6 +49,15 @@ class RateLimiter:
         self._buckets[user_id] = (tokens - 1.0, now)
         if len(self._buckets) > _PRUNE_AT and now - self._pruned_at > 1.0:
             self._forget_idle(now)
+
+    async def wait(self, user_id: str) -> None:
+        """Spend one of the user's tokens, waiting until one is available."""
+        while True:
+            try:
+                self.take(user_id)
+                return
+            except ResourceExhausted as refused:
+                await asyncio.sleep(refused.retry_after or 0.0)
 
     def _forget_idle(self, now: float) -> None:
         """A bucket that has refilled is the same as no bucket: drop those to bound memory."""

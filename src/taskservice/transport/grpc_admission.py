@@ -1,7 +1,8 @@
 """One gRPC server interceptor that admits TaskService calls of every shape (unary, server, client
-and bidirectional streaming): it authenticates, applies the rate limit to the call and to each
-message a client streams, bounds open streams per user, and hands the Caller to the handler through
-`CURRENT_CALLER`. Health and reflection pass untouched: they need no token.
+and bidirectional streaming): it authenticates, applies the rate limit to the call (refused when
+over) and to each message a client streams (paced to the rate), bounds open streams per user, and
+hands the Caller to the handler through `CURRENT_CALLER`. Health and reflection pass untouched:
+they need no token.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
 
     async def _metered(self, caller: Caller, messages: AsyncIterator[Any]) -> AsyncIterator[Any]:
         async for message in messages:
-            self._admission.message(caller)  # raises into the handler, which ends the call with it
+            await self._admission.message(caller)  # paced to the caller's rate
             yield message
 
     def _unary_unary(self, behaviour: Any) -> Any:
