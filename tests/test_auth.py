@@ -200,8 +200,8 @@ def test_auth_none_refuses_a_non_loopback_address(tmp_path: Path) -> None:
 def test_short_secret_is_refused(tmp_path: Path) -> None:
     secret = tmp_path / "short"
     secret.write_text("too-short")
-    said = _serve_fails(tmp_path, "--jwt-secret-file", str(secret), "--grpc-addr", f"127.0.0.1:{free_port()}")
-    assert "at least 32 bytes" in said
+    with pytest.raises(SettingsError, match="at least 32 bytes"):
+        load_authenticator(Settings(data_dir=str(tmp_path), jwt_secret_file=str(secret)))
 
 
 # -- public keys: RS256 / ES256 from a PEM file or a JWKS file ---------------------------------------
