@@ -1,0 +1,218 @@
+"""`AsyncTaskClient`: the asyncio client, with the same methods and policies as `TaskClient`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+
+from taskservice.api import task_service_pb2 as pb
+from taskservice.api import task_service_pb2_grpc as rpc
+from taskservice.client import requests as build
+from taskservice.client.errors import TaskServiceError
+from taskservice.client.policy import (
+    CHANNEL_OPTIONS,
+    DEFAULT_SERVER,
+    Retry,
+    WatchCursor,
+    call_metadata,
+    credentials,
+)
+from taskservice.client.requests import DueLike, PriorityLike, StatusLike
+from taskservice.client.sync import OnRetry
+
+
+class AsyncTaskClient:
+    """A grpc.aio connection to a TaskService server; see `TaskClient` for deadlines and retries."""
+
+    def __init__(
+        self,
+        server: str = DEFAULT_SERVER,
+        *,
+        token: str | None = None,
+        tls: bool = False,
+        ca_file: str | Path | None = None,
+        timeout: float | None = 10.0,
+        retry: Retry | None = None,
+    ) -> None:
+        creds = credentials(tls, ca_file)
+        self._channel = (
+            grpc.aio.secure_channel(server, creds, options=CHANNEL_OPTIONS)
+            if creds
+            else grpc.aio.insecure_channel(server, options=CHANNEL_OPTIONS)
+        )
+        self._stub = rpc.TaskServiceStub(self._channel)
+        self._metadata = call_metadata(token)
+        self.timeout = timeout
+        self.retry = retry or Retry()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncTaskClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _call(self, method: str, request: Message, *, idempotent: bool) -> Any:
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        attempt = 0
+        while True:
+            attempt += 1
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+            try:
+                return await getattr(self._stub, method)(request, timeout=remaining, metadata=self._metadata)
+            except grpc.RpcError as rpc_error:
+                error = TaskServiceError.from_rpc_error(rpc_error)
+            delay = self.retry.delay(error, attempt) if idempotent else None
+            late = deadline is not None and delay is not None and time.monotonic() + delay >= deadline
+            if delay is None or attempt >= self.retry.attempts or late:
+                raise error
+            await asyncio.sleep(delay)
+
+    async def create(
+        self,
+        title: str,
+        *,
+        description: str = "",
+        priority: PriorityLike | None = None,
+        labels: Iterable[str] = (),
+        assigned_to: str = "",
+        due: DueLike = None,
+        metadata: Mapping[str, str] | None = None,
+        request_id: str | None = None,
+    ) -> pb.Task:
+        request = build.create_request(
+            title,
+            description=description,
+            priority=priority,
+            labels=labels,
+            assigned_to=assigned_to,
+            due=due,
+            metadata=metadata,
+            request_id=request_id or str(uuid.uuid4()),
+        )
+        return await self._call("CreateTask", request, idempotent=True)
+
+    async def get(self, task_id: str) -> pb.Task:
+        return await self._call("GetTask", pb.GetTaskRequest(id=task_id), idempotent=True)
+
+    async def update(
+        self,
+        task_id: str,
+        *,
+        title: str | None = None,
+        description: str | None = None,
+        status: StatusLike | None = None,
+        priority: PriorityLike | None = None,
+        labels: Iterable[str] | None = None,
+        assigned_to: str | None = None,
+        due: DueLike = None,
+        metadata: Mapping[str, str] | None = None,
+        expected_version: int = 0,
+    ) -> pb.Task:
+        request = build.update_request(
+            task_id,
+            title=title,
+            description=description,
+            status=status,
+            priority=priority,
+            labels=labels,
+            assigned_to=assigned_to,
+            due=due,
+            metadata=metadata,
+            expected_version=expected_version,
+        )
+        return await self._call("UpdateTask", request, idempotent=not expected_version)
+
+    async def delete(self, task_id: str, *, expected_version: int = 0) -> None:
+        request = pb.DeleteTaskRequest(id=task_id, expected_version=expected_version)
+        await self._call("DeleteTask", request, idempotent=False)
+
+    async def list(self, request: pb.ListTasksRequest | None = None, **filters: Any) -> pb.ListTasksResponse:
+        request = request or build.list_request(**filters)
+        return await self._call("ListTasks", request, idempotent=True)
+
+    async def iter_tasks(
+        self, *, limit: int | None = None, page_size: int = 500, **filters: Any
+    ) -> AsyncIterator[pb.Task]:
+        request = build.list_request(page_size=min(page_size, limit or page_size), **filters)
+        sent = 0
+        while True:
+            page = await self.list(request)
+            for task in page.tasks:
+                if limit is not None and sent >= limit:
+                    return
+                sent += 1
+                yield task
+            if not page.next_page_token or (limit is not None and sent >= limit):
+                return
+            request.page_token = page.next_page_token
+
+    async def watch(
+        self,
+        *,
+        task_ids: Iterable[str] = (),
+        statuses: Iterable[StatusLike] = (),
+        labels: Iterable[str] = (),
+        include_initial: bool = False,
+        after_sequence: int = 0,
+        on_retry: OnRetry | None = None,
+    ) -> AsyncIterator[pb.TaskEvent]:
+        """Matching events, forever, resuming by itself after UNAVAILABLE (see `TaskClient.watch`)."""
+        cursor = WatchCursor(
+            build.watch_request(
+                task_ids=task_ids,
+                statuses=statuses,
+                labels=labels,
+                include_initial=include_initial,
+                after_sequence=after_sequence,
+            )
+        )
+        failures = 0
+        while True:
+            call = self._stub.WatchTasks(cursor.next_request(), metadata=self._metadata)
+            error = TaskServiceError(grpc.StatusCode.UNAVAILABLE, "the server ended the watch")
+            try:
+                async for event in call:
+                    if cursor.accept(event):
+                        failures = 0
+                        yield event
+            except grpc.RpcError as rpc_error:
+                error = TaskServiceError.from_rpc_error(rpc_error)
+            finally:
+                call.cancel()
+            failures += 1
+            delay = self.retry.delay(error, failures)
+            if delay is None:
+                raise error
+            if on_retry is not None:
+                on_retry(error, delay)
+            await asyncio.sleep(delay)
+
+    async def bulk_create(
+        self, requests: Iterable[pb.CreateTaskRequest] | AsyncIterable[pb.CreateTaskRequest]
+    ) -> pb.BulkCreateResponse:
+        try:
+            return await self._stub.BulkCreateTasks(requests, metadata=self._metadata)
+        except grpc.RpcError as rpc_error:
+            raise TaskServiceError.from_rpc_error(rpc_error) from None
+
+    async def process(
+        self, commands: Iterable[pb.TaskCommand] | AsyncIterable[pb.TaskCommand]
+    ) -> AsyncIterator[pb.TaskResult]:
+        call = self._stub.ProcessTaskStream(commands, metadata=self._metadata)
+        try:
+            async for result in call:
+                yield result
+        except grpc.RpcError as rpc_error:
+            raise TaskServiceError.from_rpc_error(rpc_error) from None
+        finally:
+            call.cancel()

@@ -1,0 +1,98 @@
+"""What the sync and async clients share: channel set-up, when and how long to retry, and the
+cursor that lets a watch resume where it stopped."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from taskservice.api import task_service_pb2 as pb
+from taskservice.client.errors import TaskServiceError
+
+DEFAULT_SERVER = "127.0.0.1:50051"
+
+# gRPC's own reconnect backoff grows to 120 s by default; after a server restart we want the channel
+# to try again within a couple of seconds, and keepalive pings to notice a dead peer on a quiet watch.
+CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+]
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Exponential backoff with jitter. `attempts` bounds unary calls (watches retry forever);
+    both also stop when the call's deadline would pass."""
+
+    attempts: int = 5
+    initial: float = 0.1
+    maximum: float = 3.0
+    multiplier: float = 2.0
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait before retry number `attempt` (1-based): full jitter over the window."""
+        window = min(self.maximum, self.initial * self.multiplier ** (attempt - 1))
+        return random.uniform(window / 2, window)
+
+    def delay(self, error: TaskServiceError, attempt: int) -> float | None:
+        """How long to wait before trying again after `error`, or None when it must not be retried."""
+        if error.code == grpc.StatusCode.UNAVAILABLE:
+            return self.backoff(attempt)
+        if error.code == grpc.StatusCode.RESOURCE_EXHAUSTED and error.retry_after is not None:
+            return max(error.retry_after, self.backoff(attempt))
+        return None
+
+
+NO_RETRY = Retry(attempts=1)
+
+
+def credentials(tls: bool, ca_file: str | Path | None) -> grpc.ChannelCredentials | None:
+    """TLS credentials when asked for (a CA file implies TLS), else None for a plaintext channel."""
+    if not tls and not ca_file:
+        return None
+    root = Path(ca_file).read_bytes() if ca_file else None
+    return grpc.ssl_channel_credentials(root_certificates=root)
+
+
+def call_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
+class WatchCursor:
+    """Tracks the last sequence delivered so a reconnect asks for exactly the events after it.
+
+    The first connection sends the caller's request as is. Later ones set `after_sequence` to the
+    last delivered sequence (and drop `include_initial`), so nothing is missed or repeated. Before
+    any event has arrived there is no sequence to resume from: the original request is sent again,
+    which for `include_initial` means a fresh snapshot.
+    """
+
+    def __init__(self, request: pb.WatchTasksRequest) -> None:
+        self._request = request
+        self.sequence = request.after_sequence
+        self._floor = request.after_sequence
+
+    def next_request(self) -> pb.WatchTasksRequest:
+        self._floor = self.sequence
+        if not self.sequence:
+            return self._request
+        request = pb.WatchTasksRequest()
+        request.CopyFrom(self._request)
+        request.include_initial = False
+        request.after_sequence = self.sequence
+        return request
+
+    def accept(self, event: pb.TaskEvent) -> bool:
+        """Record the event; False when it was already delivered on an earlier connection."""
+        if self._floor and event.sequence <= self._floor:
+            return False
+        self.sequence = max(self.sequence, event.sequence)
+        return True

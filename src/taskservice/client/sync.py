@@ -1,0 +1,237 @@
+"""`TaskClient`: the blocking client (what `taskctl` uses)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+
+from taskservice.api import task_service_pb2 as pb
+from taskservice.api import task_service_pb2_grpc as rpc
+from taskservice.client import requests as build
+from taskservice.client.errors import TaskServiceError
+from taskservice.client.policy import (
+    CHANNEL_OPTIONS,
+    DEFAULT_SERVER,
+    Retry,
+    WatchCursor,
+    call_metadata,
+    credentials,
+)
+from taskservice.client.requests import DueLike, PriorityLike, StatusLike
+
+OnRetry = Callable[[TaskServiceError, float], None]
+
+
+class TaskClient:
+    """A connection to a TaskService server.
+
+    Unary calls carry a deadline of `timeout` seconds (None: no deadline) that also bounds their
+    retries. Idempotent calls are retried on UNAVAILABLE with exponential backoff (see `Retry`):
+    get, list, create (it always carries a request_id, so a replay returns the first task) and an
+    update without `expected_version` (it sets absolute values, so applying it twice equals once).
+    Every failure is raised as `TaskServiceError`.
+    """
+
+    def __init__(
+        self,
+        server: str = DEFAULT_SERVER,
+        *,
+        token: str | None = None,
+        tls: bool = False,
+        ca_file: str | Path | None = None,
+        timeout: float | None = 10.0,
+        retry: Retry | None = None,
+    ) -> None:
+        creds = credentials(tls, ca_file)
+        self._channel = (
+            grpc.secure_channel(server, creds, options=CHANNEL_OPTIONS)
+            if creds
+            else grpc.insecure_channel(server, options=CHANNEL_OPTIONS)
+        )
+        self._stub = rpc.TaskServiceStub(self._channel)
+        self._metadata = call_metadata(token)
+        self.timeout = timeout
+        self.retry = retry or Retry()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> TaskClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, request: Message, *, idempotent: bool) -> Any:
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        attempt = 0
+        while True:
+            attempt += 1
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+            try:
+                return getattr(self._stub, method)(request, timeout=remaining, metadata=self._metadata)
+            except grpc.RpcError as rpc_error:
+                error = TaskServiceError.from_rpc_error(rpc_error)
+            delay = self.retry.delay(error, attempt) if idempotent else None
+            late = deadline is not None and delay is not None and time.monotonic() + delay >= deadline
+            if delay is None or attempt >= self.retry.attempts or late:
+                raise error
+            time.sleep(delay)
+
+    # -- unary --------------------------------------------------------------------------------
+
+    def create(
+        self,
+        title: str,
+        *,
+        description: str = "",
+        priority: PriorityLike | None = None,
+        labels: Iterable[str] = (),
+        assigned_to: str = "",
+        due: DueLike = None,
+        metadata: Mapping[str, str] | None = None,
+        request_id: str | None = None,
+    ) -> pb.Task:
+        """Create a task. Without `request_id` one is generated, which makes retries safe."""
+        request = build.create_request(
+            title,
+            description=description,
+            priority=priority,
+            labels=labels,
+            assigned_to=assigned_to,
+            due=due,
+            metadata=metadata,
+            request_id=request_id or str(uuid.uuid4()),
+        )
+        return self._call("CreateTask", request, idempotent=True)
+
+    def get(self, task_id: str) -> pb.Task:
+        return self._call("GetTask", pb.GetTaskRequest(id=task_id), idempotent=True)
+
+    def update(
+        self,
+        task_id: str,
+        *,
+        title: str | None = None,
+        description: str | None = None,
+        status: StatusLike | None = None,
+        priority: PriorityLike | None = None,
+        labels: Iterable[str] | None = None,
+        assigned_to: str | None = None,
+        due: DueLike = None,
+        metadata: Mapping[str, str] | None = None,
+        expected_version: int = 0,
+    ) -> pb.Task:
+        """Change only the fields given; `labels=[]` and `due=""` clear. ABORTED if the task is
+        not at `expected_version` (when non-zero)."""
+        request = build.update_request(
+            task_id,
+            title=title,
+            description=description,
+            status=status,
+            priority=priority,
+            labels=labels,
+            assigned_to=assigned_to,
+            due=due,
+            metadata=metadata,
+            expected_version=expected_version,
+        )
+        return self._call("UpdateTask", request, idempotent=not expected_version)
+
+    def delete(self, task_id: str, *, expected_version: int = 0) -> None:
+        """Delete a task. Not retried: a replay after a lost answer would report NOT_FOUND."""
+        self._call(
+            "DeleteTask",
+            pb.DeleteTaskRequest(id=task_id, expected_version=expected_version),
+            idempotent=False,
+        )
+
+    def list(self, request: pb.ListTasksRequest | None = None, **filters: Any) -> pb.ListTasksResponse:
+        """One page. Pass a ListTasksRequest, or the keyword arguments of `requests.list_request`."""
+        request = request or build.list_request(**filters)
+        return self._call("ListTasks", request, idempotent=True)
+
+    def iter_tasks(
+        self, *, limit: int | None = None, page_size: int = 500, **filters: Any
+    ) -> Iterator[pb.Task]:
+        """Every matching task (or the first `limit`), following page tokens."""
+        request = build.list_request(page_size=min(page_size, limit or page_size), **filters)
+        sent = 0
+        while True:
+            page = self.list(request)
+            for task in page.tasks:
+                if limit is not None and sent >= limit:
+                    return
+                sent += 1
+                yield task
+            if not page.next_page_token or (limit is not None and sent >= limit):
+                return
+            request.page_token = page.next_page_token
+
+    # -- streams (no deadline: they last as long as their input or the caller wants) -----------
+
+    def watch(
+        self,
+        *,
+        task_ids: Iterable[str] = (),
+        statuses: Iterable[StatusLike] = (),
+        labels: Iterable[str] = (),
+        include_initial: bool = False,
+        after_sequence: int = 0,
+        on_retry: OnRetry | None = None,
+    ) -> Iterator[pb.TaskEvent]:
+        """Matching events, forever. When the stream breaks with UNAVAILABLE (a restart, a network
+        failure) it reconnects with backoff and resumes after the last event it yielded, calling
+        `on_retry(error, delay)` first. Other errors (e.g. OUT_OF_RANGE) are raised."""
+        cursor = WatchCursor(
+            build.watch_request(
+                task_ids=task_ids,
+                statuses=statuses,
+                labels=labels,
+                include_initial=include_initial,
+                after_sequence=after_sequence,
+            )
+        )
+        failures = 0
+        while True:
+            call = self._stub.WatchTasks(cursor.next_request(), metadata=self._metadata)
+            error = TaskServiceError(grpc.StatusCode.UNAVAILABLE, "the server ended the watch")
+            try:
+                for event in call:
+                    if cursor.accept(event):
+                        failures = 0
+                        yield event
+            except grpc.RpcError as rpc_error:
+                error = TaskServiceError.from_rpc_error(rpc_error)
+            finally:
+                call.cancel()
+            failures += 1
+            delay = self.retry.delay(error, failures)
+            if delay is None:
+                raise error
+            if on_retry is not None:
+                on_retry(error, delay)
+            time.sleep(delay)
+
+    def bulk_create(self, requests: Iterable[pb.CreateTaskRequest]) -> pb.BulkCreateResponse:
+        """Stream the requests in one BulkCreateTasks call; bad items come back in `errors`."""
+        try:
+            return self._stub.BulkCreateTasks(iter(requests), metadata=self._metadata)
+        except grpc.RpcError as rpc_error:
+            raise TaskServiceError.from_rpc_error(rpc_error) from None
+
+    def process(self, commands: Iterable[pb.TaskCommand]) -> Iterator[pb.TaskResult]:
+        """ProcessTaskStream: one TaskResult per command, in order, as they are answered."""
+        call = self._stub.ProcessTaskStream(iter(commands), metadata=self._metadata)
+        try:
+            yield from call
+        except grpc.RpcError as rpc_error:
+            raise TaskServiceError.from_rpc_error(rpc_error) from None
+        finally:
+            call.cancel()
