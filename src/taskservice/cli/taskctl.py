@@ -1,10 +1,680 @@
-"""`taskctl`: the command-line client (see the taskctl issue)."""
+"""`taskctl`: the command-line client for TaskService.
+
+Every command goes through `taskservice.client.TaskClient`, so deadlines, retries and watch resume
+behave exactly as they do for Python programs. Defaults come from flags, then `TASKCTL_*`
+variables, then `~/.config/taskctl/config.toml`. Failures are one line on stderr
+(`taskctl: NOT_FOUND: task 'x' not found`) and a non-zero exit status, never a traceback.
+"""
 
 from __future__ import annotations
 
+import itertools
+import os
 import sys
+import tomllib
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, NoReturn
+
+import click
+import grpc
+from google.protobuf import json_format
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from taskservice.api import task_service_pb2 as pb
+from taskservice.cli import render
+from taskservice.cli.transfer import FileFormatError, Row, RowError, detect_format, read_rows, write_tasks
+from taskservice.client import DEFAULT_SERVER, TaskClient, TaskServiceError
+from taskservice.client.errors import code_name
+from taskservice.client.requests import (
+    PRIORITY_NAMES,
+    SORT_FIELDS,
+    STATUS_NAMES,
+    list_request,
+    timestamp,
+)
+
+EXIT_FAILED = 1  # the server refused something (or a row/command failed)
+EXIT_USAGE = 2  # bad flags, file or config: click's own convention
+_IMPORT_CHUNK = 500  # rows per BulkCreateTasks stream: keeps each response far below 4 MiB
+_CONFIG_KEYS = frozenset({"server", "token", "tls", "ca_file", "timeout", "output"})
+
+
+def config_path() -> Path:
+    """`$TASKCTL_CONFIG`, else `$XDG_CONFIG_HOME/taskctl/config.toml` (default ~/.config)."""
+    if os.environ.get("TASKCTL_CONFIG"):
+        return Path(os.environ["TASKCTL_CONFIG"])
+    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(base) / "taskctl" / "config.toml"
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    """Top-level keys are defaults for the global options; a `[list]`-style table holds defaults for
+    one command's options (Click's default_map)."""
+    if not path.exists():
+        return {}
+    with path.open("rb") as file:
+        config = {key.replace("-", "_"): value for key, value in tomllib.load(file).items()}
+    unknown = [k for k, v in config.items() if k not in _CONFIG_KEYS and not isinstance(v, dict)]
+    if unknown:
+        raise ValueError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(_CONFIG_KEYS))}")
+    return config
+
+
+def fail(message: str, status: int = EXIT_FAILED) -> NoReturn:
+    click.echo(f"taskctl: {message}", err=True)
+    raise click.exceptions.Exit(status)
+
+
+@dataclass
+class Session:
+    """The global options, and the one client all of a command's calls share."""
+
+    server: str
+    token: str | None
+    tls: bool
+    ca_file: str | None
+    timeout: float | None
+    output: str
+    _client: TaskClient | None = field(default=None, repr=False)
+
+    @property
+    def json(self) -> bool:
+        return self.output == "json"
+
+    def client(self) -> TaskClient:
+        if self._client is None:
+            self._client = TaskClient(
+                self.server, token=self.token, tls=self.tls, ca_file=self.ca_file, timeout=self.timeout
+            )
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    def show_task(self, task: pb.Task) -> None:
+        if self.json:
+            render.print_json(task)
+        else:
+            render.console().print(render.task_detail(task))
+
+
+class Taskctl(click.Group):
+    """Turns the errors a command may meet into one line on stderr and an exit status."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TaskServiceError as error:
+            fail(str(error))
+        except FileFormatError as error:
+            fail(str(error), EXIT_USAGE)
+        except (
+            click.exceptions.ClickException,
+            click.exceptions.Exit,
+            click.exceptions.Abort,
+            BrokenPipeError,
+        ):
+            raise
+        except OSError as error:
+            fail(str(error))
+        except Exception as error:  # a bug in taskctl: still one line, never a traceback
+            fail(f"unexpected error ({type(error).__name__}): {error}")
+
+
+# -- option types -------------------------------------------------------------------------------
+
+
+class DueDate(click.ParamType):
+    """ISO 8601 date or time; with `clearable`, an empty value means "remove the due date"."""
+
+    name = "DATE"
+
+    def __init__(self, clearable: bool = False) -> None:
+        self.clearable = clearable
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if self.clearable and str(value).strip().lower() in ("", "none"):
+            return ""
+        try:
+            return timestamp(str(value))
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
+
+
+class KeyValue(click.ParamType):
+    name = "KEY=VALUE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        key, sep, val = str(value).partition("=")
+        if not sep or not key:
+            self.fail(f"{value!r} is not KEY=VALUE", param, ctx)
+        return key, val
+
+
+def _override_output(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.find_object(Session).output = value  # type: ignore[union-attr]
+
+
+# `-o` is accepted after the command name as well (`taskctl list -o json`).
+output_option = click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["table", "json"]),
+    expose_value=False,
+    callback=_override_output,
+    help="table or json (same as the global -o).",
+)
+STATUS = click.Choice(STATUS_NAMES, case_sensitive=False)
+PRIORITY = click.Choice(PRIORITY_NAMES, case_sensitive=False)
+pass_session = click.make_pass_decorator(Session)
+
+
+def filter_options(*, priorities: bool = True, assignee: bool = True) -> Callable[[Any], Any]:
+    """The filters list, export and watch share."""
+
+    def decorate(command: Any) -> Any:
+        if assignee:
+            command = click.option("--assignee", default="", help="Only tasks assigned to this user.")(
+                command
+            )
+        command = click.option(
+            "-l", "--label", "labels", multiple=True, help="Only tasks with this label (repeat: any of them)."
+        )(command)
+        if priorities:
+            command = click.option(
+                "-p",
+                "--priority",
+                "priorities",
+                type=PRIORITY,
+                multiple=True,
+                help="Only this priority (repeatable).",
+            )(command)
+        return click.option(
+            "-s", "--status", "statuses", type=STATUS, multiple=True, help="Only this status (repeatable)."
+        )(command)
+
+    return decorate
+
+
+# -- the group ----------------------------------------------------------------------------------
+
+
+@click.group(cls=Taskctl, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--server",
+    envvar="TASKCTL_SERVER",
+    default=DEFAULT_SERVER,
+    show_default=True,
+    help="host:port of the gRPC API.",
+)
+@click.option("--token", envvar="TASKCTL_TOKEN", help="Bearer token, sent as `authorization` metadata.")
+@click.option("--tls/--no-tls", envvar="TASKCTL_TLS", default=False, help="Connect with TLS.")
+@click.option(
+    "--ca-file",
+    envvar="TASKCTL_CA_FILE",
+    type=click.Path(exists=True, dir_okay=False),
+    help="PEM file of CA certificates to trust (implies --tls).",
+)
+@click.option(
+    "--timeout",
+    envvar="TASKCTL_TIMEOUT",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Deadline in seconds for each call, retries included.",
+)
+@click.option(
+    "-o",
+    "--output",
+    envvar="TASKCTL_OUTPUT",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="table for people; json prints protobuf's canonical JSON, one object per line.",
+)
+@click.version_option(package_name="taskservice", prog_name="taskctl")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    server: str,
+    token: str | None,
+    tls: bool,
+    ca_file: str | None,
+    timeout: float,
+    output: str,
+) -> None:
+    """Manage TaskService tasks from a terminal or a script."""
+    ctx.obj = Session(server, token, tls, ca_file, timeout, output)
+    ctx.call_on_close(ctx.obj.close)
+
+
+# -- single tasks -------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("title")
+@click.option("-d", "--description", default="", help="Longer text.")
+@click.option("-p", "--priority", type=PRIORITY, help="Default: medium.")
+@click.option("-l", "--label", "labels", multiple=True, help="A label (repeatable).")
+@click.option("-a", "--assign", "assigned_to", default="", help="User the task is assigned to.")
+@click.option(
+    "--due", type=DueDate(), help="Due date: 2026-12-31 or 2026-12-31T17:00:00Z (UTC if no offset)."
+)
+@click.option("-m", "--meta", "metadata", type=KeyValue(), multiple=True, help="Metadata entry (repeatable).")
+@click.option(
+    "--request-id", help="Idempotency key: repeating it returns the first task (default: a fresh one)."
+)
+@output_option
+@pass_session
+def create(
+    session: Session,
+    title: str,
+    description: str,
+    priority: str | None,
+    labels: tuple[str, ...],
+    assigned_to: str,
+    due: Any,
+    metadata: tuple[tuple[str, str], ...],
+    request_id: str | None,
+) -> None:
+    """Create a task titled TITLE."""
+    task = session.client().create(
+        title,
+        description=description,
+        priority=priority,
+        labels=labels,
+        assigned_to=assigned_to,
+        due=due,
+        metadata=dict(metadata),
+        request_id=request_id,
+    )
+    session.show_task(task)
+
+
+@cli.command()
+@click.argument("task_id", metavar="ID")
+@output_option
+@pass_session
+def get(session: Session, task_id: str) -> None:
+    """Show one task."""
+    session.show_task(session.client().get(task_id))
+
+
+@cli.command()
+@click.argument("task_id", metavar="ID")
+@click.option("--title")
+@click.option("-d", "--description")
+@click.option("-s", "--status", type=STATUS)
+@click.option("-p", "--priority", type=PRIORITY)
+@click.option("-l", "--label", "labels", multiple=True, help="Replace the labels with these (repeatable).")
+@click.option("--clear-labels", is_flag=True, help="Remove every label.")
+@click.option("-a", "--assign", "assigned_to", help="Assign to this user ('' to unassign).")
+@click.option("--due", type=DueDate(clearable=True), help="New due date; '' or none removes it.")
+@click.option(
+    "-m", "--meta", "metadata", type=KeyValue(), multiple=True, help="Set a metadata entry (merged)."
+)
+@click.option(
+    "--if-version", type=click.IntRange(min=1), help="Fail with ABORTED unless the task is at this version."
+)
+@output_option
+@pass_session
+def update(
+    session: Session,
+    task_id: str,
+    title: str | None,
+    description: str | None,
+    status: str | None,
+    priority: str | None,
+    labels: tuple[str, ...],
+    clear_labels: bool,
+    assigned_to: str | None,
+    due: Any,
+    metadata: tuple[tuple[str, str], ...],
+    if_version: int | None,
+) -> None:
+    """Change the given fields of task ID; the others stay as they are."""
+    if labels and clear_labels:
+        raise click.UsageError("--label and --clear-labels contradict each other")
+    changes: dict[str, Any] = {
+        "title": title,
+        "description": description,
+        "status": status,
+        "priority": priority,
+        "labels": [] if clear_labels else (list(labels) or None),
+        "assigned_to": assigned_to,
+        "due": due,
+        "metadata": dict(metadata) or None,
+    }
+    if all(value is None for value in changes.values()):
+        raise click.UsageError("nothing to update: give at least one field option")
+    task = session.client().update(task_id, expected_version=if_version or 0, **changes)
+    session.show_task(task)
+
+
+@cli.command()
+@click.argument("task_id", metavar="ID")
+@click.option(
+    "--if-version", type=click.IntRange(min=1), help="Fail with ABORTED unless the task is at this version."
+)
+@output_option
+@pass_session
+def delete(session: Session, task_id: str, if_version: int | None) -> None:
+    """Delete task ID."""
+    session.client().delete(task_id, expected_version=if_version or 0)
+    if session.json:
+        click.echo("{}")  # the canonical JSON of google.protobuf.Empty
+    else:
+        click.echo(f"deleted {task_id}")
+
+
+# -- many tasks ---------------------------------------------------------------------------------
+
+
+@cli.command(name="list")
+@filter_options()
+@click.option("--created-by", default="", help="Only tasks created by this user.")
+@click.option("--sort", type=click.Choice(SORT_FIELDS), default="created_at", show_default=True)
+@click.option("--desc", is_flag=True, help="Sort descending.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Show at most N tasks."
+)
+@click.option("--all", "show_all", is_flag=True, help="Show every matching task (pages through them).")
+@output_option
+@pass_session
+def list_tasks(
+    session: Session,
+    statuses: tuple[str, ...],
+    priorities: tuple[str, ...],
+    labels: tuple[str, ...],
+    assignee: str,
+    created_by: str,
+    sort: str,
+    desc: bool,
+    limit: int,
+    show_all: bool,
+) -> None:
+    """List tasks, oldest first unless --sort/--desc say otherwise."""
+    most = None if show_all else limit
+    request = list_request(
+        statuses=statuses,
+        priorities=priorities,
+        labels=labels,
+        assigned_to=assignee,
+        created_by=created_by,
+        order_by=sort,
+        descending=desc,
+        page_size=min(most or 1000, 1000),
+    )
+    client = session.client()
+    shown: list[pb.Task] = []
+    total = 0
+    while True:
+        page = client.list(request)
+        total = total or page.total_count
+        for task in page.tasks[: None if most is None else most - len(shown)]:
+            shown.append(task)
+            if session.json:
+                render.print_json(task)
+        if not page.next_page_token or (most is not None and len(shown) >= most):
+            break
+        request.page_token = page.next_page_token
+    if not session.json:
+        out = render.console()
+        out.print(render.tasks_table(shown))
+        more = " (--all or --limit to see more)" if len(shown) < total else ""
+        out.print(f"[dim]{len(shown)} of {total} tasks{more}[/dim]")
+
+
+@cli.command()
+@filter_options(priorities=False, assignee=False)
+@click.option("--id", "task_ids", multiple=True, help="Only this task (repeatable).")
+@click.option("--initial", is_flag=True, help="First print the current matching tasks (as CREATED).")
+@click.option("--after", type=click.IntRange(min=0), default=0, help="Start after this event sequence.")
+@output_option
+@pass_session
+def watch(
+    session: Session,
+    statuses: tuple[str, ...],
+    labels: tuple[str, ...],
+    task_ids: tuple[str, ...],
+    initial: bool,
+    after: int,
+) -> None:
+    """Print task events as they happen, until interrupted.
+
+    When the connection drops (a server restart, a network failure) it reconnects with backoff and
+    resumes after the last event it printed, so nothing is missed or printed twice."""
+    out = render.console()
+    last = after
+
+    def on_retry(error: TaskServiceError, delay: float) -> None:
+        where = f"after sequence {last}" if last else "from the start"
+        click.echo(f"taskctl: {error}; reconnecting in {delay:.1f}s, resuming {where}", err=True)
+
+    events = session.client().watch(
+        task_ids=task_ids,
+        statuses=statuses,
+        labels=labels,
+        include_initial=initial,
+        after_sequence=after,
+        on_retry=on_retry,
+    )
+    try:
+        for event in events:
+            last = event.sequence
+            if session.json:
+                render.print_json(event)
+            else:
+                out.print(render.event_line(event))
+    except KeyboardInterrupt:
+        raise click.exceptions.Exit(130) from None
+
+
+@cli.command(name="export")
+@filter_options()
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True)
+@pass_session
+def export_tasks(
+    session: Session,
+    statuses: tuple[str, ...],
+    priorities: tuple[str, ...],
+    labels: tuple[str, ...],
+    assignee: str,
+    fmt: str,
+) -> None:
+    """Write every matching task to stdout, oldest first, as CSV or JSON Lines."""
+    tasks = session.client().iter_tasks(
+        statuses=statuses, priorities=priorities, labels=labels, assigned_to=assignee, page_size=1000
+    )
+    count = write_tasks(tasks, fmt, sys.stdout)
+    if sys.stderr.isatty():
+        click.echo(f"exported {count} tasks", err=True)
+
+
+@cli.command(name="import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.option(
+    "--format", "fmt", type=click.Choice(["auto", "csv", "jsonl"]), default="auto", show_default=True
+)
+@output_option
+@pass_session
+def import_tasks(session: Session, file: str, fmt: str) -> None:
+    """Create a task for each row of FILE (CSV with a header row, or JSON Lines; - for stdin).
+
+    Rejected rows are reported with their line number and reason, and the exit status is 1."""
+    with _open_text(file) as stream:
+        first = stream.readline()
+        if fmt == "auto":
+            fmt = detect_format(file, first)
+        lines = itertools.chain([first], stream)
+        total = None if file == "-" else max(_count_lines(file) - (fmt == "csv"), 0)
+        created, rejected = _import_rows(session.client(), read_rows(lines, fmt), total)
+    if session.json:
+        for task in created:
+            render.print_json(task)
+    for error in sorted(rejected, key=lambda e: e.line):
+        click.echo(f"{file}:{error.line}: {error.reason}", err=True)
+    click.echo(f"imported {len(created)} tasks; {len(rejected)} rows rejected", err=True)
+    if rejected:
+        raise click.exceptions.Exit(EXIT_FAILED)
+
+
+def _open_text(file: str) -> IO[str]:
+    if file == "-":
+        return sys.stdin
+    return open(file, encoding="utf-8-sig", newline="")
+
+
+def _count_lines(file: str) -> int:
+    with open(file, "rb") as stream:
+        return sum(1 for line in stream if line.strip())
+
+
+def _import_rows(
+    client: TaskClient, rows: Iterator[Row | RowError], total: int | None
+) -> tuple[list[pb.Task], list[RowError]]:
+    """Create the rows in chunks through BulkCreateTasks, then set the statuses that are not todo
+    (a new task always starts as todo) through one ProcessTaskStream."""
+    created: list[tuple[Row, pb.Task]] = []
+    rejected: list[RowError] = []
+    progress = Progress(
+        TextColumn("importing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=render.console(stderr=True),
+        transient=True,
+        disable=not sys.stderr.isatty(),
+    )
+    with progress:
+        bar = progress.add_task("import", total=total)
+        chunk: list[Row] = []
+
+        def flush() -> None:
+            response = client.bulk_create(row.request for row in chunk)
+            failed = {error.index: error for error in response.errors}
+            tasks = iter(response.tasks)
+            for index, row in enumerate(chunk):
+                if index in failed:
+                    error = failed[index]
+                    rejected.append(RowError(row.line, f"{code_name(error.code)}: {error.error_message}"))
+                else:
+                    created.append((row, next(tasks)))
+            progress.advance(bar, len(chunk))
+            chunk.clear()
+
+        for item in rows:
+            if isinstance(item, RowError):
+                rejected.append(item)
+                progress.advance(bar)
+                continue
+            chunk.append(item)
+            if len(chunk) >= _IMPORT_CHUNK:
+                flush()
+        if chunk:
+            flush()
+    return _apply_statuses(client, created, rejected), rejected
+
+
+def _apply_statuses(
+    client: TaskClient, created: list[tuple[Row, pb.Task]], rejected: list[RowError]
+) -> list[pb.Task]:
+    wanted = [(row, task) for row, task in created if row.status]
+    if not wanted:
+        return [task for _, task in created]
+    commands = (
+        pb.TaskCommand(command_id=task.id, update=pb.UpdateTaskRequest(id=task.id, status=row.status))  # type: ignore[arg-type]
+        for row, task in wanted
+    )
+    updated: dict[str, pb.Task] = {}
+    for (row, _), result in zip(wanted, client.process(commands), strict=True):
+        if result.success:
+            updated[result.task.id] = result.task
+        else:
+            rejected.append(
+                RowError(row.line, f"created, but its status was not set: {result.error_message}")
+            )
+    return [updated.get(task.id, task) for _, task in created]
+
+
+# -- streams of commands ------------------------------------------------------------------------
+
+
+@cli.command()
+@pass_session
+def batch(session: Session) -> None:
+    """Run JSON Lines commands from stdin through one ProcessTaskStream.
+
+    Each line is the canonical JSON of a TaskCommand, e.g. {"create": {"title": "x"}, "commandId": "a"}.
+    One JSON TaskResult per line comes back on stdout, in order; the exit status is 1 if any failed."""
+    # A line that is not a valid command is answered here; `pending` keeps those answers in
+    # their place among the server's: None marks a slot whose answer comes from the server.
+    pending: deque[pb.TaskResult | None] = deque()
+    failures = 0
+
+    def commands() -> Iterator[pb.TaskCommand]:
+        for number, text in enumerate(sys.stdin, start=1):
+            if not text.strip():
+                continue
+            try:
+                command = json_format.Parse(text, pb.TaskCommand())
+            except json_format.ParseError as error:
+                reason = f"line {number}: not a TaskCommand: {error}"
+                pending.append(
+                    pb.TaskResult(
+                        success=False, code=grpc.StatusCode.INVALID_ARGUMENT.value[0], error_message=reason
+                    )
+                )
+                continue
+            pending.append(None)
+            yield command
+
+    def emit(result: pb.TaskResult) -> None:
+        nonlocal failures
+        failures += not result.success
+        render.print_json(result)
+
+    for result in session.client().process(commands()):
+        while pending and pending[0] is not None:
+            emit(pending.popleft())  # type: ignore[arg-type]
+        pending.popleft()
+        emit(result)
+    for local in pending:
+        if local is not None:
+            emit(local)
+    if failures:
+        raise click.exceptions.Exit(EXIT_FAILED)
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script, e.g. `eval "$(taskctl completion bash)"`."""
+    from click.shell_completion import get_completion_class
+
+    completer = get_completion_class(shell)
+    assert completer is not None  # every choice above is a shell click supports
+    click.echo(completer(cli, {}, "taskctl", "_TASKCTL_COMPLETE").source())
 
 
 def main() -> None:
-    print("taskctl is not built yet", file=sys.stderr)
-    sys.exit(2)
+    try:
+        defaults = load_config(config_path())
+    except (OSError, ValueError) as error:  # tomllib.TOMLDecodeError is a ValueError
+        click.echo(f"taskctl: config file {config_path()}: {error}", err=True)
+        sys.exit(EXIT_USAGE)
+    try:
+        cli.main(prog_name="taskctl", default_map=defaults)
+    except BrokenPipeError:
+        # The reader went away (`taskctl list | head`): stop quietly, and keep Python's flush at
+        # exit from complaining about the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(EXIT_FAILED)
+
+
+if __name__ == "__main__":
+    main()

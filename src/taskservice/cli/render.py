@@ -1,0 +1,118 @@
+"""How taskctl shows things: Rich tables for people, protobuf canonical JSON (one object per line)
+for programs. Colour only when stdout is a terminal (and NO_COLOR is unset, which Rich honours)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+
+import click
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from taskservice.api import task_service_pb2 as pb
+from taskservice.client.requests import priority_name, status_name
+
+_STATUS_STYLE = {"todo": "cyan", "in-progress": "yellow", "done": "green", "cancelled": "dim"}
+_PRIORITY_STYLE = {"low": "dim", "medium": "", "high": "bold yellow", "critical": "bold red"}
+_EVENT_STYLE = {"CREATED": "green", "UPDATED": "yellow", "DELETED": "red"}
+
+
+def console(stderr: bool = False) -> Console:
+    """A console that wraps at the terminal's width, and never wraps when writing to a pipe."""
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else 10_000
+    return Console(file=stream, width=width, highlight=False, soft_wrap=width is not None)
+
+
+def to_json(message: Message) -> str:
+    """Protobuf's canonical JSON on one line (what `-o json` prints)."""
+    return json_format.MessageToJson(message, indent=None, ensure_ascii=False)
+
+
+def print_json(message: Message) -> None:
+    click.echo(to_json(message))
+
+
+def when(stamp: Timestamp) -> str:
+    """`2026-12-31` for midnight UTC, else `2026-12-31 17:00Z`; empty for an unset timestamp."""
+    if not stamp.seconds and not stamp.nanos:
+        return ""
+    moment = stamp.ToDatetime()
+    if (moment.hour, moment.minute, moment.second) == (0, 0, 0):
+        return moment.strftime("%Y-%m-%d")
+    return moment.strftime("%Y-%m-%d %H:%MZ")
+
+
+def _status(task: pb.Task) -> Text:
+    name = status_name(task.status)
+    return Text(name, style=_STATUS_STYLE.get(name, ""))
+
+
+def _priority(task: pb.Task) -> Text:
+    name = priority_name(task.priority)
+    return Text(name, style=_PRIORITY_STYLE.get(name, ""))
+
+
+def tasks_table(tasks: Iterable[pb.Task]) -> Table:
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("ID", "TITLE", "STATUS", "PRIORITY", "LABELS", "ASSIGNEE", "DUE", "VERSION"):
+        table.add_column(column, no_wrap=column == "ID")
+    for task in tasks:
+        table.add_row(
+            task.id,
+            task.title,
+            _status(task),
+            _priority(task),
+            ",".join(task.labels),
+            task.assigned_to,
+            when(task.due_date) if task.HasField("due_date") else "",
+            str(task.version),
+        )
+    return table
+
+
+def task_detail(task: pb.Task) -> Table:
+    """One task as a two-column field/value table."""
+    table = Table(box=None, show_header=False, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    rows: list[tuple[str, str | Text]] = [
+        ("id", task.id),
+        ("title", task.title),
+        ("status", _status(task)),
+        ("priority", _priority(task)),
+        ("labels", ", ".join(task.labels)),
+        ("assigned to", task.assigned_to),
+        ("due", when(task.due_date) if task.HasField("due_date") else ""),
+        ("created by", task.created_by),
+        ("created", when(task.created_at)),
+        ("updated", when(task.updated_at)),
+        ("version", str(task.version)),
+    ]
+    if task.description:
+        rows.insert(2, ("description", task.description))
+    rows += [(f"meta {key}", value) for key, value in sorted(task.metadata.items())]
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def event_line(event: pb.TaskEvent) -> Text:
+    """`#42 UPDATED <id> done high "title" [labels]` for the watch table output."""
+    kind = pb.EventType.Name(event.event_type).removeprefix("EVENT_TYPE_")
+    task = event.task
+    line = Text(f"#{event.sequence} ")
+    line.append(f"{kind:<7}", style=_EVENT_STYLE.get(kind, ""))
+    line.append(f" {task.id} ")
+    line.append_text(_status(task))
+    line.append(" ")
+    line.append_text(_priority(task))
+    line.append(f" {task.title!r}")
+    if task.labels:
+        line.append(f" [{', '.join(task.labels)}]", style="dim")
+    return line
