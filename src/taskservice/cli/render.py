@@ -76,11 +76,8 @@ def tasks_table(tasks: Iterable[pb.Task]) -> Table:
     return table
 
 
-def task_detail(task: pb.Task) -> Table:
-    """One task as a two-column field/value table."""
-    table = Table(box=None, show_header=False, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column()
+def task_detail(task: pb.Task) -> Text:
+    """One task as `field  value` lines."""
     rows: list[tuple[str, str | Text]] = [
         ("id", task.id),
         ("title", task.title),
@@ -97,9 +94,11 @@ def task_detail(task: pb.Task) -> Table:
     if task.description:
         rows.insert(2, ("description", task.description))
     rows += [(f"meta {key}", value) for key, value in sorted(task.metadata.items())]
-    for name, value in rows:
-        table.add_row(name, value)
-    return table
+    width = max(len(name) for name, _ in rows)
+    lines = [Text.assemble((name.ljust(width), "bold"), "  ", value) for name, value in rows]
+    for line in lines:
+        line.rstrip()
+    return Text("\n").join(lines)
 
 
 def event_line(event: pb.TaskEvent) -> Text:

@@ -119,6 +119,8 @@ class Taskctl(click.Group):
             BrokenPipeError,
         ):
             raise
+        except KeyboardInterrupt:
+            raise click.exceptions.Exit(130) from None
         except OSError as error:
             fail(str(error))
         except Exception as error:  # a bug in taskctl: still one line, never a traceback
@@ -464,15 +466,12 @@ def watch(
         after_sequence=after,
         on_retry=on_retry,
     )
-    try:
-        for event in events:
-            last = event.sequence
-            if session.json:
-                render.print_json(event)
-            else:
-                out.print(render.event_line(event))
-    except KeyboardInterrupt:
-        raise click.exceptions.Exit(130) from None
+    for event in events:
+        last = event.sequence
+        if session.json:
+            render.print_json(event)
+        else:
+            out.print(render.event_line(event))
 
 
 @cli.command(name="export")
@@ -554,8 +553,13 @@ def _import_rows(
         bar = progress.add_task("import", total=total)
         chunk: list[Row] = []
 
+        def sent(rows: list[Row]) -> Iterator[pb.CreateTaskRequest]:
+            for row in rows:
+                yield row.request
+                progress.advance(bar)
+
         def flush() -> None:
-            response = client.bulk_create(row.request for row in chunk)
+            response = client.bulk_create(sent(chunk))
             failed = {error.index: error for error in response.errors}
             tasks = iter(response.tasks)
             for index, row in enumerate(chunk):
@@ -564,7 +568,6 @@ def _import_rows(
                     rejected.append(RowError(row.line, f"{code_name(error.code)}: {error.error_message}"))
                 else:
                     created.append((row, next(tasks)))
-            progress.advance(bar, len(chunk))
             chunk.clear()
 
         for item in rows:
@@ -650,7 +653,7 @@ def batch(session: Session) -> None:
         raise click.exceptions.Exit(EXIT_FAILED)
 
 
-@cli.command()
+@cli.command(short_help="Print a shell completion script.")
 @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
 def completion(shell: str) -> None:
     """Print the shell completion script, e.g. `eval "$(taskctl completion bash)"`."""
