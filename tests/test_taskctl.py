@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -324,3 +325,41 @@ def test_config_file_supplies_defaults_and_flags_override_it(
 def test_completion_prints_a_shell_script() -> None:
     result = CliRunner().invoke(cli, ["completion", "bash"])
     assert result.exit_code == 0 and "_TASKCTL_COMPLETE" in result.stdout
+
+
+def test_watch_from_a_future_sequence_fails_with_out_of_range(server: ServerProcess) -> None:
+    result = taskctl(server, "watch", "--after", str(2**40))
+    assert result.exit_code == 1 and result.stderr.startswith("taskctl: OUT_OF_RANGE: ")
+
+
+def test_tls_against_a_plaintext_server_fails_in_one_line(server: ServerProcess, tmp_path: Path) -> None:
+    """--ca-file switches to TLS; the failed handshake is reported once, without gRPC's own logs."""
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(_self_signed_certificate())
+    env = {"PATH": "/usr/bin:/bin", "TASKCTL_CONFIG": "/nonexistent"}
+    args = [TASKCTL, "--server", server.grpc_addr, "--ca-file", str(ca), "--timeout", "1", "get", "x"]
+    result = subprocess.run(args, env=env, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("taskctl: UNAVAILABLE: ")
+    assert "handshake" in result.stderr.lower()
+
+
+def _self_signed_certificate() -> bytes:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM)

@@ -9,6 +9,11 @@ variables, then `~/.config/taskctl/config.toml`. Failures are one line on stderr
 from __future__ import annotations
 
 import os
+
+# gRPC's C core logs transport failures (a refused connection, a TLS handshake) to stderr at INFO
+# level; taskctl reports each failure itself in one line, so the core should speak only of errors.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
 import sys
 import tomllib
 from pathlib import Path
