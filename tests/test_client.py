@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
@@ -41,14 +41,25 @@ def test_create_is_idempotent_per_request_id(server: ServerProcess, tag: str) ->
 
 def test_idempotent_calls_are_retried_until_the_server_is_up(fresh_server: ServerProcess) -> None:
     retry = Retry(attempts=1000, initial=0.05, maximum=0.5)
-    with TaskClient(fresh_server.grpc_addr, timeout=60, retry=retry) as client:
-        starter = threading.Thread(target=fresh_server.start)
-        starter.start()
-        try:
-            assert client.list().total_count == 0  # sent before the server listens
-            assert client.create("after the outage").version == 1
-        finally:
-            starter.join()
+    with TaskClient(fresh_server.grpc_addr, timeout=60, retry=retry) as client, ThreadPoolExecutor(3) as pool:
+        # all three are sent before the server listens
+        listed = pool.submit(client.list)
+        created = pool.submit(client.create, "after the outage", request_id="one")
+        bulk = [create_request(f"bulk {i}", request_id=f"bulk-{i}") for i in range(3)]
+        bulk_created = pool.submit(client.bulk_create, bulk)
+        fresh_server.start()
+        listed.result()  # raises unless the list was retried until the server answered
+        assert created.result().version == 1
+        assert bulk_created.result().success_count == 3
+        assert client.list().total_count == 4
+
+
+def test_bulk_create_without_request_ids_is_not_retried() -> None:
+    with TaskClient(f"127.0.0.1:{free_port()}", retry=Retry(attempts=10, initial=2.0)) as client:
+        started = time.monotonic()
+        with pytest.raises(TaskServiceError):
+            client.bulk_create([create_request("no key")])
+        assert time.monotonic() - started < 1.0
 
 
 def test_delete_is_not_retried() -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import itertools
 import sys
+import uuid
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import IO
 
 import click
@@ -17,7 +19,7 @@ from taskservice.api import task_service_pb2 as pb
 from taskservice.cli import render
 from taskservice.cli.options import EXIT_FAILED, Session, filter_options, output_option, pass_session
 from taskservice.cli.transfer import Row, RowError, detect_format, read_rows, write_tasks
-from taskservice.client import TaskClient
+from taskservice.client import TaskClient, TaskServiceError
 from taskservice.client.errors import code_name
 
 _IMPORT_CHUNK = 500  # rows per BulkCreateTasks stream: keeps each response far below 4 MiB
@@ -55,20 +57,26 @@ def import_tasks(session: Session, file: str, fmt: str) -> None:
     """Create a task for each row of FILE (CSV with a header row, or JSON Lines; - for stdin).
 
     Rejected rows are reported with their line number and reason, and the exit status is 1."""
-    with _open_text(file) as stream:
-        first = stream.readline()
-        if fmt == "auto":
-            fmt = detect_format(file, first)
-        lines = itertools.chain([first], stream)
-        total = None if file == "-" else max(_count_lines(file) - (fmt == "csv"), 0)
-        created, rejected = _import_rows(session.client(), read_rows(lines, fmt), total)
+    run = ImportRun(session.client())
+    try:
+        with _open_text(file) as stream:
+            first = stream.readline()
+            if fmt == "auto":
+                fmt = detect_format(file, first)
+            lines = itertools.chain([first], stream)
+            total = None if file == "-" else max(_count_lines(file) - (fmt == "csv"), 0)
+            run.create(read_rows(lines, fmt), total)
+        tasks = run.apply_statuses()
+    except TaskServiceError:
+        run.report(file)
+        last = max((row.line for row, _ in run.created), default=0)
+        click.echo(f"taskctl: the import stopped part-way; rows up to line {last} were handled", err=True)
+        raise
     if session.json:
-        for task in created:
+        for task in tasks:
             render.print_json(task)
-    for error in sorted(rejected, key=lambda e: e.line):
-        click.echo(f"{file}:{error.line}: {error.reason}", err=True)
-    click.echo(f"imported {len(created)} tasks; {len(rejected)} rows rejected", err=True)
-    if rejected:
+    run.report(file)
+    if run.rejected:
         raise click.exceptions.Exit(EXIT_FAILED)
 
 
@@ -83,74 +91,79 @@ def _count_lines(file: str) -> int:
         return sum(1 for line in stream if line.strip())
 
 
-def _import_rows(
-    client: TaskClient, rows: Iterator[Row | RowError], total: int | None
-) -> tuple[list[pb.Task], list[RowError]]:
-    """Create the rows in chunks through BulkCreateTasks, then set the statuses that are not todo
-    (a new task always starts as todo) through one ProcessTaskStream."""
-    created: list[tuple[Row, pb.Task]] = []
-    rejected: list[RowError] = []
-    progress = Progress(
-        TextColumn("importing"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=render.console(stderr=True),
-        transient=True,
-        disable=not sys.stderr.isatty(),
-    )
-    with progress:
-        bar = progress.add_task("import", total=total)
-        chunk: list[Row] = []
+@dataclass
+class ImportRun:
+    """One import: rows are created in chunks through BulkCreateTasks, then the statuses that are
+    not todo (a new task always starts as todo) are set through one ProcessTaskStream. It keeps
+    what it has done, so a failure part-way can still be reported row by row."""
 
-        def sent(rows: list[Row]) -> Iterator[pb.CreateTaskRequest]:
-            for row in rows:
-                yield row.request
-                progress.advance(bar)
+    client: TaskClient
+    created: list[tuple[Row, pb.Task]] = field(default_factory=list)
+    rejected: list[RowError] = field(default_factory=list)
 
-        def flush() -> None:
-            response = client.bulk_create(sent(chunk))
-            failed = {error.index: error for error in response.errors}
-            tasks = iter(response.tasks)
-            for index, row in enumerate(chunk):
-                if index in failed:
-                    error = failed[index]
-                    rejected.append(RowError(row.line, f"{code_name(error.code)}: {error.error_message}"))
-                else:
-                    created.append((row, next(tasks)))
-            chunk.clear()
+    def create(self, rows: Iterator[Row | RowError], total: int | None) -> None:
+        progress = Progress(
+            TextColumn("importing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=render.console(stderr=True),
+            transient=True,
+            disable=not sys.stderr.isatty(),
+        )
+        with progress:
+            bar = progress.add_task("import", total=total)
+            chunk: list[Row] = []
+            for item in rows:
+                if isinstance(item, RowError):
+                    self.rejected.append(item)
+                    progress.advance(bar)
+                    continue
+                chunk.append(item)
+                if len(chunk) >= _IMPORT_CHUNK:
+                    self._send(chunk)
+                    progress.advance(bar, len(chunk))
+                    chunk = []
+            if chunk:
+                self._send(chunk)
+                progress.advance(bar, len(chunk))
 
-        for item in rows:
-            if isinstance(item, RowError):
-                rejected.append(item)
-                progress.advance(bar)
-                continue
-            chunk.append(item)
-            if len(chunk) >= _IMPORT_CHUNK:
-                flush()
-        if chunk:
-            flush()
-    return _apply_statuses(client, created, rejected), rejected
+    def _send(self, chunk: list[Row]) -> None:
+        # A request_id on every row makes the chunk safe to send again: the client retries it
+        # through a server restart, and rows already created come back instead of doubling.
+        for row in chunk:
+            if not row.request.request_id:
+                row.request.request_id = str(uuid.uuid4())
+        response = self.client.bulk_create([row.request for row in chunk])
+        failed = {error.index: error for error in response.errors}
+        tasks = iter(response.tasks)
+        for index, row in enumerate(chunk):
+            if index in failed:
+                error = failed[index]
+                self.rejected.append(RowError(row.line, f"{code_name(error.code)}: {error.error_message}"))
+            else:
+                self.created.append((row, next(tasks)))
 
+    def apply_statuses(self) -> list[pb.Task]:
+        """Set each non-todo status; returns every created task as it now is."""
+        wanted = [(row, task) for row, task in self.created if row.status]
+        commands = (
+            pb.TaskCommand(command_id=task.id, update=pb.UpdateTaskRequest(id=task.id, status=row.status))  # type: ignore[arg-type]
+            for row, task in wanted
+        )
+        updated: dict[str, pb.Task] = {}
+        results = self.client.process(commands) if wanted else iter(())
+        for (row, _), result in zip(wanted, results, strict=True):
+            if result.success:
+                updated[result.task.id] = result.task
+            else:
+                reason = f"created, but its status was not set: {result.error_message}"
+                self.rejected.append(RowError(row.line, reason))
+        return [updated.get(task.id, task) for _, task in self.created]
 
-def _apply_statuses(
-    client: TaskClient, created: list[tuple[Row, pb.Task]], rejected: list[RowError]
-) -> list[pb.Task]:
-    wanted = [(row, task) for row, task in created if row.status]
-    if not wanted:
-        return [task for _, task in created]
-    commands = (
-        pb.TaskCommand(command_id=task.id, update=pb.UpdateTaskRequest(id=task.id, status=row.status))  # type: ignore[arg-type]
-        for row, task in wanted
-    )
-    updated: dict[str, pb.Task] = {}
-    for (row, _), result in zip(wanted, client.process(commands), strict=True):
-        if result.success:
-            updated[result.task.id] = result.task
-        else:
-            rejected.append(
-                RowError(row.line, f"created, but its status was not set: {result.error_message}")
-            )
-    return [updated.get(task.id, task) for _, task in created]
+    def report(self, file: str) -> None:
+        for error in sorted(self.rejected, key=lambda e: e.line):
+            click.echo(f"{file}:{error.line}: {error.reason}", err=True)
+        click.echo(f"imported {len(self.created)} tasks; {len(self.rejected)} rows rejected", err=True)
 
 
 # -- streams of commands ------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from taskservice.client.policy import (
     WatchCursor,
     call_metadata,
     credentials,
+    is_replayable,
 )
 from taskservice.client.requests import DueLike, PriorityLike, StatusLike
 from taskservice.client.sync import OnRetry
@@ -62,13 +63,23 @@ class AsyncTaskClient:
         await self.close()
 
     async def _call(self, method: str, request: Message, *, idempotent: bool) -> Any:
-        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        rpc = getattr(self._stub, method)
+        return await self._retrying(
+            lambda remaining: rpc(request, timeout=remaining, metadata=self._metadata),
+            idempotent=idempotent,
+            budget=self.timeout,
+        )
+
+    async def _retrying(
+        self, invoke: Callable[[float | None], Awaitable[Any]], *, idempotent: bool, budget: float | None
+    ) -> Any:
+        deadline = None if budget is None else time.monotonic() + budget
         attempt = 0
         while True:
             attempt += 1
             remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
             try:
-                return await getattr(self._stub, method)(request, timeout=remaining, metadata=self._metadata)
+                return await invoke(remaining)
             except grpc.RpcError as rpc_error:
                 error = TaskServiceError.from_rpc_error(rpc_error)
             delay = self.retry.delay(error, attempt) if idempotent else None
@@ -200,10 +211,12 @@ class AsyncTaskClient:
     async def bulk_create(
         self, requests: Iterable[pb.CreateTaskRequest] | AsyncIterable[pb.CreateTaskRequest]
     ) -> pb.BulkCreateResponse:
-        try:
-            return await self._stub.BulkCreateTasks(requests, metadata=self._metadata)
-        except grpc.RpcError as rpc_error:
-            raise TaskServiceError.from_rpc_error(rpc_error) from None
+        """See `TaskClient.bulk_create`: retried only for a list of requests that all carry a request_id."""
+        return await self._retrying(
+            lambda _: self._stub.BulkCreateTasks(requests, metadata=self._metadata),
+            idempotent=is_replayable(requests),
+            budget=None,
+        )
 
     async def process(
         self, commands: Iterable[pb.TaskCommand] | AsyncIterable[pb.TaskCommand]

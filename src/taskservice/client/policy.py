@@ -62,6 +62,11 @@ def credentials(tls: bool, ca_file: str | Path | None) -> grpc.ChannelCredential
     return grpc.ssl_channel_credentials(root_certificates=root)
 
 
+def is_replayable(requests: object) -> bool:
+    """A bulk stream may be sent again when it is a list and every item carries a request_id."""
+    return isinstance(requests, list | tuple) and all(request.request_id for request in requests)
+
+
 def call_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),) if token else ()
 

@@ -22,6 +22,7 @@ from taskservice.client.policy import (
     WatchCursor,
     call_metadata,
     credentials,
+    is_replayable,
 )
 from taskservice.client.requests import DueLike, PriorityLike, StatusLike
 
@@ -69,13 +70,24 @@ class TaskClient:
         self.close()
 
     def _call(self, method: str, request: Message, *, idempotent: bool) -> Any:
-        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        rpc = getattr(self._stub, method)
+        return self._retrying(
+            lambda remaining: rpc(request, timeout=remaining, metadata=self._metadata),
+            idempotent=idempotent,
+            budget=self.timeout,
+        )
+
+    def _retrying(
+        self, invoke: Callable[[float | None], Any], *, idempotent: bool, budget: float | None
+    ) -> Any:
+        """Run `invoke(seconds_left)`; retry it per `self.retry` when idempotent, within `budget` seconds."""
+        deadline = None if budget is None else time.monotonic() + budget
         attempt = 0
         while True:
             attempt += 1
             remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
             try:
-                return getattr(self._stub, method)(request, timeout=remaining, metadata=self._metadata)
+                return invoke(remaining)
             except grpc.RpcError as rpc_error:
                 error = TaskServiceError.from_rpc_error(rpc_error)
             delay = self.retry.delay(error, attempt) if idempotent else None
@@ -220,11 +232,16 @@ class TaskClient:
             time.sleep(delay)
 
     def bulk_create(self, requests: Iterable[pb.CreateTaskRequest]) -> pb.BulkCreateResponse:
-        """Stream the requests in one BulkCreateTasks call; bad items come back in `errors`."""
-        try:
-            return self._stub.BulkCreateTasks(iter(requests), metadata=self._metadata)
-        except grpc.RpcError as rpc_error:
-            raise TaskServiceError.from_rpc_error(rpc_error) from None
+        """Stream the requests in one BulkCreateTasks call; bad items come back in `errors`.
+
+        Retried on UNAVAILABLE only when `requests` is a list (it can be sent again) whose items all
+        carry a request_id: a replay then returns the tasks already created instead of repeating them."""
+        replayable = is_replayable(requests)
+        return self._retrying(
+            lambda _: self._stub.BulkCreateTasks(iter(requests), metadata=self._metadata),
+            idempotent=replayable,
+            budget=None,
+        )
 
     def process(self, commands: Iterable[pb.TaskCommand]) -> Iterator[pb.TaskResult]:
         """ProcessTaskStream: one TaskResult per command, in order, as they are answered."""
