@@ -129,3 +129,12 @@ def test_async_watch_resumes_by_itself_across_a_restart(fresh_server: ServerProc
         (pb.EVENT_TYPE_CREATED, "two"),
     ]
     assert seen[0].sequence < seen[1].sequence < seen[2].sequence
+
+
+def test_bulk_create_replayed_with_request_ids_creates_nothing_twice(server: ServerProcess, tag: str) -> None:
+    with TaskClient(server.grpc_addr) as client:
+        requests = [create_request(f"replay {i}", labels=[tag], request_id=f"{tag}-{i}") for i in range(3)]
+        first = client.bulk_create(requests)
+        again = client.bulk_create(requests)
+        assert [t.id for t in again.tasks] == [t.id for t in first.tasks]
+        assert client.list(labels=[tag]).total_count == 3
