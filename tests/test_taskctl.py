@@ -19,12 +19,22 @@ from taskservice.cli.taskctl import cli
 from tests.servers import ServerProcess, free_port
 
 TASKCTL = str(Path(sys.executable).parent / "taskctl")
+_TASKCTL_ENV = (
+    "TASKCTL_SERVER",
+    "TASKCTL_TOKEN",
+    "TASKCTL_TLS",
+    "TASKCTL_CA_FILE",
+    "TASKCTL_OUTPUT",
+    "TASKCTL_TIMEOUT",
+)
 
 
 def taskctl(server: ServerProcess | str, *args: str, input: str | None = None, **extra: Any) -> Result:
     """Run taskctl in-process (CliRunner) against `server`."""
     addr = server if isinstance(server, str) else server.grpc_addr
-    return CliRunner().invoke(cli, ["--server", addr, *args], input=input, **extra)
+    unset: dict[str, str | None] = {name: None for name in _TASKCTL_ENV}  # the developer's own settings
+    env = {**unset, **extra.pop("env", {})}
+    return CliRunner().invoke(cli, ["--server", addr, *args], input=input, env=env, **extra)
 
 
 def json_lines(result: Result) -> list[dict[str, Any]]:
@@ -329,7 +339,8 @@ def test_completion_prints_a_shell_script() -> None:
 
 def test_watch_from_a_future_sequence_fails_with_out_of_range(server: ServerProcess) -> None:
     result = taskctl(server, "watch", "--after", str(2**40))
-    assert result.exit_code == 1 and result.stderr.startswith("taskctl: OUT_OF_RANGE: ")
+    assert result.exit_code == 1, result.stderr
+    assert result.stderr.splitlines()[-1].startswith("taskctl: OUT_OF_RANGE: "), result.stderr
 
 
 def test_tls_against_a_plaintext_server_fails_in_one_line(server: ServerProcess, tmp_path: Path) -> None:

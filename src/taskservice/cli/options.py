@@ -31,6 +31,8 @@ class Session:
     token: str | None
     tls: bool
     ca_file: str | None
+    cert_file: str | None
+    key_file: str | None
     timeout: float | None
     output: str
     _client: TaskClient | None = field(default=None, repr=False)
@@ -42,7 +44,13 @@ class Session:
     def client(self) -> TaskClient:
         if self._client is None:
             self._client = TaskClient(
-                self.server, token=self.token, tls=self.tls, ca_file=self.ca_file, timeout=self.timeout
+                self.server,
+                token=self.token,
+                tls=self.tls,
+                ca_file=self.ca_file,
+                cert_file=self.cert_file,
+                key_file=self.key_file,
+                timeout=self.timeout,
             )
         return self._client
 

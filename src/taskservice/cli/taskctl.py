@@ -40,7 +40,7 @@ from taskservice.cli.transfer import FileFormatError
 from taskservice.client import DEFAULT_SERVER, TaskServiceError
 from taskservice.client.requests import SORT_FIELDS, list_request
 
-_CONFIG_KEYS = frozenset({"server", "token", "tls", "ca_file", "timeout", "output"})
+_CONFIG_KEYS = frozenset({"server", "token", "tls", "ca_file", "cert_file", "key_file", "timeout", "output"})
 
 
 def config_path() -> Path:
@@ -109,6 +109,20 @@ class Taskctl(click.Group):
     help="PEM file of CA certificates to trust (implies --tls).",
 )
 @click.option(
+    "--cert",
+    "cert_file",
+    envvar="TASKCTL_CERT",
+    type=click.Path(exists=True, dir_okay=False),
+    help="PEM client certificate, for servers that require mTLS (with --key).",
+)
+@click.option(
+    "--key",
+    "key_file",
+    envvar="TASKCTL_KEY",
+    type=click.Path(exists=True, dir_okay=False),
+    help="PEM private key of the --cert certificate.",
+)
+@click.option(
     "--timeout",
     envvar="TASKCTL_TIMEOUT",
     type=click.FloatRange(min=0, min_open=True),
@@ -133,11 +147,15 @@ def cli(
     token: str | None,
     tls: bool,
     ca_file: str | None,
+    cert_file: str | None,
+    key_file: str | None,
     timeout: float,
     output: str,
 ) -> None:
     """Manage TaskService tasks from a terminal or a script."""
-    ctx.obj = Session(server, token, tls, ca_file, timeout, output)
+    if bool(cert_file) != bool(key_file):
+        raise click.UsageError("--cert and --key go together")
+    ctx.obj = Session(server, token, tls, ca_file, cert_file, key_file, timeout, output)
     ctx.call_on_close(ctx.obj.close)
 
 

@@ -39,10 +39,12 @@ class AsyncTaskClient:
         token: str | None = None,
         tls: bool = False,
         ca_file: str | Path | None = None,
+        cert_file: str | Path | None = None,
+        key_file: str | Path | None = None,
         timeout: float | None = 10.0,
         retry: Retry | None = None,
     ) -> None:
-        creds = credentials(tls, ca_file)
+        creds = credentials(tls, ca_file, cert_file, key_file)
         self._channel = (
             grpc.aio.secure_channel(server, creds, options=CHANNEL_OPTIONS)
             if creds

@@ -54,12 +54,23 @@ class Retry:
 NO_RETRY = Retry(attempts=1)
 
 
-def credentials(tls: bool, ca_file: str | Path | None) -> grpc.ChannelCredentials | None:
-    """TLS credentials when asked for (a CA file implies TLS), else None for a plaintext channel."""
-    if not tls and not ca_file:
+def credentials(
+    tls: bool,
+    ca_file: str | Path | None,
+    cert_file: str | Path | None = None,
+    key_file: str | Path | None = None,
+) -> grpc.ChannelCredentials | None:
+    """TLS credentials when asked for (a CA file or a client certificate implies TLS), else None for
+    a plaintext channel. `cert_file` and `key_file` are the client's certificate for mTLS."""
+    if bool(cert_file) != bool(key_file):
+        raise ValueError("a client certificate needs both cert_file and key_file")
+    if not (tls or ca_file or cert_file):
         return None
-    root = Path(ca_file).read_bytes() if ca_file else None
-    return grpc.ssl_channel_credentials(root_certificates=root)
+    return grpc.ssl_channel_credentials(
+        root_certificates=Path(ca_file).read_bytes() if ca_file else None,
+        private_key=Path(key_file).read_bytes() if key_file else None,
+        certificate_chain=Path(cert_file).read_bytes() if cert_file else None,
+    )
 
 
 def is_replayable(requests: object) -> bool:

@@ -36,7 +36,8 @@ class TaskClient:
     retries. Idempotent calls are retried on UNAVAILABLE with exponential backoff (see `Retry`):
     get, list, create (it always carries a request_id, so a replay returns the first task) and an
     update without `expected_version` (it sets absolute values, so applying it twice equals once).
-    Every failure is raised as `TaskServiceError`.
+    Every failure is raised as `TaskServiceError`. `tls`, `ca_file` (the CAs to trust) and
+    `cert_file`/`key_file` (a client certificate, for servers that require mTLS) secure the channel.
     """
 
     def __init__(
@@ -46,10 +47,12 @@ class TaskClient:
         token: str | None = None,
         tls: bool = False,
         ca_file: str | Path | None = None,
+        cert_file: str | Path | None = None,
+        key_file: str | Path | None = None,
         timeout: float | None = 10.0,
         retry: Retry | None = None,
     ) -> None:
-        creds = credentials(tls, ca_file)
+        creds = credentials(tls, ca_file, cert_file, key_file)
         self._channel = (
             grpc.secure_channel(server, creds, options=CHANNEL_OPTIONS)
             if creds
