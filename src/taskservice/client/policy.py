@@ -29,8 +29,8 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
 
 @dataclass(frozen=True)
 class Retry:
-    """Exponential backoff with jitter. `attempts` bounds unary calls (watches retry forever);
-    both also stop when the call's deadline would pass."""
+    """Exponential backoff with jitter. `attempts` bounds unary calls and bulk streams, which also
+    stop when their deadline would pass; a watch retries for as long as it is iterated."""
 
     attempts: int = 5
     initial: float = 0.1
@@ -38,7 +38,8 @@ class Retry:
     multiplier: float = 2.0
 
     def backoff(self, attempt: int) -> float:
-        """Seconds to wait before retry number `attempt` (1-based): full jitter over the window."""
+        """Seconds to wait before retry number `attempt` (1-based): a random point in the
+        upper half of the window, so clients that failed together do not retry together."""
         window = min(self.maximum, self.initial * self.multiplier ** (attempt - 1))
         return random.uniform(window / 2, window)
 
