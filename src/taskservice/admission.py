@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from taskservice.auth import Authenticator
 from taskservice.errors import ResourceExhausted
 from taskservice.model import Caller
+from taskservice.observability import note_user
 from taskservice.ratelimit import RateLimiter
 
 
@@ -24,6 +25,7 @@ class Admission:
         """The caller of a new call, which spends one of their rate tokens (Unauthenticated /
         ResourceExhausted otherwise)."""
         caller = self._auth.authenticate(metadata)
+        note_user(caller.user_id)
         self._limiter.take(caller.user_id)
         return caller
 
