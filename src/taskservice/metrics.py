@@ -88,13 +88,41 @@ store_failures = Counter(
     ("operation",),
 )
 ready = Gauge("taskservice_ready", "1 while the server is ready (store reachable, not draining), else 0.")
-rate_limited = Counter("taskservice_rate_limited_total", "Calls refused by the per-user rate limit.")
+rate_limited = Counter(
+    "taskservice_rate_limited_total",
+    "Calls refused as RESOURCE_EXHAUSTED by a per-user limit: `calls` (the rate) or `streams` (open streams).",
+    ("limit",),
+)
 tasks = Gauge("taskservice_tasks", "Tasks in the store, by status.", ("status",))
+AUTH_FAILURE_REASONS = (
+    "missing",
+    "malformed",
+    "expired",
+    "not_yet_valid",
+    "missing_claim",
+    "bad_subject",
+    "wrong_issuer",
+    "wrong_audience",
+    "bad_algorithm",
+    "bad_signature",
+    "unknown_key",
+    "invalid",
+)
 auth_failures = Counter(
     "taskservice_auth_failures_total",
     "Calls refused as UNAUTHENTICATED, by reason (a fixed set, see docs/operations.md).",
     ("reason",),
 )
+
+for _reason in AUTH_FAILURE_REASONS:
+    auth_failures.labels(_reason)
+for _limit in ("calls", "streams"):
+    rate_limited.labels(_limit)
+
+
+def auth_failed(reason: str) -> None:
+    auth_failures.labels(reason if reason in AUTH_FAILURE_REASONS else "invalid").inc()
+
 
 _EVENT_TYPES: dict[int, str] = {
     pb.EVENT_TYPE_CREATED: "created",
