@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -85,3 +86,13 @@ def test_an_oversized_request_id_is_replaced_by_a_generated_one(server: ServerPr
     assert len(request_id) == 32 and request_id != "x" * 129
     (line,) = log_lines(server, request_id)
     assert line["method"] == "taskservice.TaskService/ListTasks"
+
+
+def test_log_level_warning_turns_access_lines_off(tmp_path: Path) -> None:
+    quiet = ServerProcess(tmp_path / "quiet", "--log-level", "warning").start()
+    try:
+        _, call = quiet.stub().ListTasks.with_call(pb.ListTasksRequest(page_size=1))
+        assert "x-request-id" in dict(call.trailing_metadata())  # ids are still returned
+    finally:
+        assert quiet.stop() == 0
+    assert '"event": "rpc"' not in quiet.log()
