@@ -67,7 +67,7 @@ def test_a_stream_returns_its_request_id_before_it_ends(server: ServerProcess, t
     assert ("x-request-id", tag) in tuple(stream.initial_metadata())
     stream.cancel()
     (line,) = log_lines(server, tag)
-    assert (line["method"], line["code"]) == ("taskservice.TaskService/WatchTasks", "Cancelled")
+    assert (line["method"], line["code"]) == ("taskservice.TaskService/WatchTasks", "Canceled")
 
 
 def test_lifecycle_lines_name_the_listen_addresses_and_store(server: ServerProcess) -> None:

@@ -131,9 +131,9 @@ def test_a_watch_is_counted_while_open_and_as_cancelled_after(
     assert value(s, "taskservice_watcher_lag_events") == 0
     stream.cancel()
     s = eventually(
-        observed, lambda s: value(s, "grpc_server_handled_total", **watch, grpc_code="Cancelled") == 1
+        observed, lambda s: value(s, "grpc_server_handled_total", **watch, grpc_code="Canceled") == 1
     )
-    assert value(s, "grpc_server_handled_total", **watch, grpc_code="Cancelled") == 1
+    assert value(s, "grpc_server_handled_total", **watch, grpc_code="Canceled") == 1
     assert value(s, "grpc_server_msg_sent_total", **watch) == 4
     assert value(s, "grpc_server_active_streams", **watch) == 0
     assert value(s, "taskservice_watchers") == 0

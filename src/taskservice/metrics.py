@@ -39,23 +39,7 @@ __all__ = ["CONTENT_TYPE_LATEST", "exposition"]
 disable_created_metrics()  # the *_created series double the exposition and no dashboard reads them
 
 # Latency buckets from 0.25 ms: most calls on the embedded store finish in about a millisecond.
-LATENCY_BUCKETS = (
-    0.00025,
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-)
+LATENCY_BUCKETS = (0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)  # fmt: skip
 
 _RPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
 
@@ -139,6 +123,7 @@ _STATUSES: dict[int, str] = {
 # Status codes as go-grpc-prometheus spells them (Go's codes.Code.String()).
 CODE_NAMES = {code: "".join(part.capitalize() for part in code.name.split("_")) for code in grpc.StatusCode}
 CODE_NAMES[grpc.StatusCode.OK] = "OK"
+CODE_NAMES[grpc.StatusCode.CANCELLED] = "Canceled"  # Go's spelling
 
 
 class MethodMetrics:
