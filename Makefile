@@ -40,7 +40,7 @@ proto-check: install
 	$(BIN)/python scripts/gen_proto.py --check
 
 lock:
-	$(UV) pip compile -q pyproject.toml --extra dev -o requirements.lock
+	$(UV) pip compile -q pyproject.toml --extra dev --extra otel -o requirements.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from taskservice import metrics
 from taskservice.auth import Authenticator
-from taskservice.errors import ResourceExhausted
+from taskservice.errors import ResourceExhausted, Unauthenticated
 from taskservice.model import Caller
+from taskservice.observability import note_user
 from taskservice.ratelimit import RateLimiter
 
 
@@ -23,8 +25,17 @@ class Admission:
     def admit(self, metadata: Mapping[str, str]) -> Caller:
         """The caller of a new call, which spends one of their rate tokens (Unauthenticated /
         ResourceExhausted otherwise)."""
-        caller = self._auth.authenticate(metadata)
-        self._limiter.take(caller.user_id)
+        try:
+            caller = self._auth.authenticate(metadata)
+        except Unauthenticated as error:
+            metrics.auth_failed(error.reason)
+            raise
+        note_user(caller.user_id)
+        try:
+            self._limiter.take(caller.user_id)
+        except ResourceExhausted:
+            metrics.rate_limited.labels("calls").inc()
+            raise
         return caller
 
     async def message(self, caller: Caller) -> None:
@@ -36,6 +47,7 @@ class Admission:
         """Take one of the caller's stream slots; call the returned function when the stream ends."""
         held = self._open_streams.get(caller.user_id, 0)
         if held >= self._max_streams:
+            metrics.rate_limited.labels("streams").inc()
             raise ResourceExhausted(
                 f"at most {self._max_streams} streams may be open per user; close one before opening another"
             )

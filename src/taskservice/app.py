@@ -15,19 +15,23 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from taskservice import auth
+from taskservice import auth, metrics, tracing
+from taskservice.accesslog import access_log
 from taskservice.admission import Admission
 from taskservice.config import Settings, SettingsError
 from taskservice.events import EventWindow
 from taskservice.model import now_us
 from taskservice.paging import PageTokens
 from taskservice.ratelimit import RateLimiter
+from taskservice.readiness import Readiness
 from taskservice.service import TaskService
 from taskservice.store import open_store
 from taskservice.store.base import TaskStore
+from taskservice.store.instrumented import InstrumentedStore
 from taskservice.transport import grpc as grpc_transport
 from taskservice.transport import http
 from taskservice.transport.grpc_admission import AdmissionInterceptor
+from taskservice.transport.interceptor import TelemetryInterceptor
 from taskservice.validation import Limits
 
 log = structlog.get_logger(__name__)
@@ -67,6 +71,9 @@ class Server:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.store.close()
+        metrics.forget_window(self.window)
+        tracing.flush()
+        access_log.flush()
         log.info("server.stopped")
 
 
@@ -77,8 +84,12 @@ async def start(settings: Settings) -> Server:
         authenticator, RateLimiter(settings.rate_limit, settings.rate_burst), settings.max_streams_per_user
     )
     tls = _tls_files(settings)
-    store = open_store(settings.store_url, settings.data_dir)
+    tracer = tracing.start()
+    store = InstrumentedStore(open_store(settings.store_url, settings.data_dir), tracer)
     await store.open()
+    task_counts = metrics.TaskCounts()
+    await task_counts.load(store)
+    store.subscribe(task_counts.on_events)
     window = EventWindow(store)
     await window.start()
     limits = Limits(bulk_items_max=settings.max_bulk_items)
@@ -96,8 +107,11 @@ async def start(settings: Settings) -> Server:
         ("grpc.so_reuseport", 0),
         ("grpc.max_concurrent_streams", settings.max_streams_per_connection),
     ]
-    grpc_server = grpc.aio.server(options=options, interceptors=[AdmissionInterceptor(admission)])
+    # Telemetry first (outermost), so calls that admission refuses are counted and logged too.
+    telemetry = TelemetryInterceptor(tracer=tracer)
+    grpc_server = grpc.aio.server(options=options, interceptors=[telemetry, AdmissionInterceptor(admission)])
     transport = grpc_transport.GrpcTransport(service, authenticator, shutdown)
+    telemetry.prepare(grpc_transport.SERVICE_NAME, transport.handlers())
     grpc_transport.add_to_server(grpc_server, transport)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
@@ -118,9 +132,12 @@ async def start(settings: Settings) -> Server:
     server.http_port = http_sock.getsockname()[1]
     for name in ("", grpc_transport.SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    app = http.build_app(shutdown)
+    readiness = Readiness(store, health_servicer, shutdown, ("", grpc_transport.SERVICE_NAME))
+    metrics.watch_window(window)
+    app = http.build_app(shutdown, readiness)
     server._tasks.append(asyncio.create_task(http.serve_http(app, http_sock, shutdown, tls)))
     server._tasks.append(asyncio.create_task(_prune_forever(store, settings)))
+    server._tasks.append(asyncio.create_task(readiness.watch(settings.health_check_interval)))
     return server
 
 

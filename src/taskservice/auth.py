@@ -69,7 +69,7 @@ class KeySet:
             return self._keys[None]
         if len(self._keys) == 1:
             return next(iter(self._keys.values()))
-        raise Unauthenticated("the token's key id (kid) is not one this server knows")
+        raise Unauthenticated("the token's key id (kid) is not one this server knows", "unknown_key")
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,37 +130,37 @@ class JwtAuthenticator:
                 leeway=self._leeway,
             )
         except jwt.ExpiredSignatureError:
-            raise Unauthenticated("the token has expired") from None
+            raise Unauthenticated("the token has expired", "expired") from None
         except jwt.ImmatureSignatureError:
-            raise Unauthenticated("the token is not valid yet (nbf)") from None
+            raise Unauthenticated("the token is not valid yet (nbf)", "not_yet_valid") from None
         except jwt.MissingRequiredClaimError as error:
-            raise Unauthenticated(f"the token has no {error.claim!r} claim") from None
+            raise Unauthenticated(f"the token has no {error.claim!r} claim", "missing_claim") from None
         except jwt.InvalidIssuerError:
-            raise Unauthenticated("the token's issuer (iss) is not accepted") from None
+            raise Unauthenticated("the token's issuer (iss) is not accepted", "wrong_issuer") from None
         except jwt.InvalidAudienceError:
-            raise Unauthenticated("the token's audience (aud) is not accepted") from None
+            raise Unauthenticated("the token's audience (aud) is not accepted", "wrong_audience") from None
         except jwt.InvalidAlgorithmError:
-            raise Unauthenticated("the token's signing algorithm is not accepted") from None
+            raise Unauthenticated("the token's signing algorithm is not accepted", "bad_algorithm") from None
         except jwt.InvalidSignatureError:
-            raise Unauthenticated("the token's signature does not verify") from None
+            raise Unauthenticated("the token's signature does not verify", "bad_signature") from None
         except (jwt.InvalidTokenError, jwt.PyJWKError, ValueError, TypeError):
-            raise Unauthenticated("the token is malformed or invalid") from None
+            raise Unauthenticated("the token is malformed or invalid", "malformed") from None
 
 
 def bearer_token(metadata: Mapping[str, str]) -> str:
     value = metadata.get("authorization", "")
     scheme, _, token = value.strip().partition(" ")
     if not value:
-        raise Unauthenticated("missing credentials: send 'authorization: Bearer <token>'")
+        raise Unauthenticated("missing credentials: send 'authorization: Bearer <token>'", "missing")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthenticated("the authorization header must be 'Bearer <token>'")
+        raise Unauthenticated("the authorization header must be 'Bearer <token>'", "malformed")
     return token.strip()
 
 
 def _caller_from(claims: Mapping[str, Any]) -> Caller:
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub.strip() or len(sub) > _USER_ID_MAX or "\x00" in sub:
-        raise Unauthenticated("the token's 'sub' claim must be a user id of 1-256 characters")
+        raise Unauthenticated("the token's 'sub' claim must be a user id of 1-256 characters", "bad_subject")
     roles = claims.get("roles", ())
     if isinstance(roles, str):
         roles = roles.split()

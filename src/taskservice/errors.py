@@ -95,6 +95,10 @@ class PermissionDenied(DomainError):
 class Unauthenticated(DomainError):
     code = Code.UNAUTHENTICATED
 
+    def __init__(self, message: str, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason  # one word from a fixed set, for the auth-failures metric
+
 
 class ResourceExhausted(DomainError):
     code = Code.RESOURCE_EXHAUSTED

@@ -18,6 +18,15 @@ from taskservice.store.base import StoredEvent, TaskStore
 _LOG_BATCH = 1000
 
 
+class _Follower:
+    """One watcher's progress: the last sequence whose batch it finished sending."""
+
+    __slots__ = ("delivered",)
+
+    def __init__(self, delivered: int) -> None:
+        self.delivered = delivered
+
+
 class EventWindow:
     def __init__(self, store: TaskStore, capacity: int = 50_000) -> None:
         self._store = store
@@ -28,6 +37,7 @@ class EventWindow:
         self._floor = 0  # the window holds every event with floor < sequence <= head
         self._wakeup: asyncio.Future[None] | None = None
         self._closed = False
+        self._followers: set[_Follower] = set()
 
     async def start(self) -> None:
         self._store.subscribe(self.publish)
@@ -36,6 +46,16 @@ class EventWindow:
     @property
     def head(self) -> int:
         return self._head
+
+    @property
+    def watchers(self) -> int:
+        """How many watchers are following the window now."""
+        return len(self._followers)
+
+    def lag(self) -> int:
+        """The largest lag of any watcher: head minus the last sequence it was sent."""
+        head = self._head
+        return max((head - f.delivered for f in self._followers), default=0)
 
     def publish(self, events: list[StoredEvent]) -> None:
         """Append committed events (in sequence order) and wake every waiting watcher."""
@@ -70,15 +90,21 @@ class EventWindow:
     async def follow(self, after: int) -> AsyncIterator[list[StoredEvent]]:
         """Yield batches of events with sequence > `after`, in order, forever (until closed)."""
         cursor = after
-        while True:
-            if self._closed:
-                raise Unavailable("the server is shutting down; reconnect and resume with after_sequence")
-            batch = await self._read(cursor)
-            if batch:
-                cursor = batch[-1].sequence
-                yield batch
-            else:
-                await self._changed()
+        follower = _Follower(after)
+        self._followers.add(follower)
+        try:
+            while True:
+                if self._closed:
+                    raise Unavailable("the server is shutting down; reconnect and resume with after_sequence")
+                batch = await self._read(cursor)
+                if batch:
+                    cursor = batch[-1].sequence
+                    yield batch
+                    follower.delivered = cursor  # the consumer asks for more only once it sent the batch
+                else:
+                    await self._changed()
+        finally:
+            self._followers.discard(follower)
 
     async def _read(self, cursor: int) -> list[StoredEvent]:
         if cursor >= self._head:

@@ -82,6 +82,32 @@ def token(user: str, admin: bool, ttl: str, **values: Any) -> None:
         raise click.ClickException(str(error)) from None
 
 
+@cli.command()
+@click.option(
+    "--server",
+    default="http://127.0.0.1:8080",
+    envvar="TASKSERVICE_STATS_SERVER",
+    show_default=True,
+    show_envvar=True,
+    help="the server's HTTP address (where /metrics is)",
+)
+@click.option(
+    "--interval",
+    type=float,
+    default=2.0,
+    show_default=True,
+    help="seconds between the two scrapes that rates and latencies are computed over (0: since start)",
+)
+def stats(server: str, interval: float) -> None:
+    """Per-method rate, error ratio and p50/p99 latency, watchers and lag of a running server."""
+    from taskservice.stats import show
+
+    try:
+        show(server, interval)
+    except OSError as error:
+        raise click.ClickException(f"cannot read {server}/metrics: {error}") from None
+
+
 def main() -> None:
     cli()
 

@@ -164,6 +164,7 @@ class SQLiteStore:
         self._listeners: list[EventListener] = []
         self._writer: _Writer | None = None
         self._reader: sqlite3.Connection | None = None
+        self._file_id: tuple[int, int] | None = None
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -182,6 +183,7 @@ class SQLiteStore:
         self._writer = _Writer(self._connect, asyncio.get_running_loop(), self._publish)
         self._writer.start()
         self._reader = self._connect(readonly=True)
+        self._file_id = _file_id(self.path)
         log.info("store.opened", kind="sqlite", path=self.path, durable=self._durable)
 
     def _migrate(self) -> None:
@@ -240,10 +242,18 @@ class SQLiteStore:
         return self._writer.submit(op)
 
     async def ping(self) -> None:
+        """Readable, and still the file at `path`: open handles keep working on a database file that
+        was deleted or moved away (a lost volume), but nothing written there would survive a restart."""
         try:
             self._db.execute("SELECT 1 FROM tasks LIMIT 1").fetchall()
         except sqlite3.Error as exc:
             raise Unavailable(f"the task store is not readable: {exc}") from None
+        try:
+            same_file = _file_id(self.path) == self._file_id
+        except OSError as exc:
+            raise Unavailable(f"the database file is gone: {exc}") from None
+        if not same_file:
+            raise Unavailable(f"{self.path} is no longer the database file this server opened")
 
     async def secret(self, name: str) -> bytes:
         key = f"secret:{name}"
@@ -388,6 +398,11 @@ class SQLiteStore:
             return EventBounds(horizon=_horizon(db), head=_head(db))
         finally:
             db.execute("COMMIT")
+
+
+def _file_id(path: str) -> tuple[int, int]:
+    stat = os.stat(path)
+    return stat.st_dev, stat.st_ino
 
 
 def _statements(script: str) -> list[str]:

@@ -64,7 +64,9 @@ def _serialize(message: Message | bytes) -> bytes:
 async def abort(context: grpc.aio.ServicerContext[Any, Any], error: DomainError | None) -> None:
     """End the call with the error's status (None: INTERNAL, with nothing of the exception)."""
     status = rpc_status.to_status(to_status(error) if error is not None else internal_status())
-    await context.abort(status.code, status.details, status.trailing_metadata)
+    # Keep the trailing metadata already set (the request id) next to the status details.
+    trailing = tuple(context.trailing_metadata() or ()) + tuple(status.trailing_metadata)
+    await context.abort(status.code, status.details, trailing)
 
 
 class GrpcTransport:

@@ -1,4 +1,4 @@
-"""The HTTP side: health endpoints now; metrics, gRPC-Web and the board mount here too."""
+"""The HTTP side: liveness, readiness and Prometheus metrics; gRPC-Web and the board mount here too."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from taskservice import metrics
+from taskservice.readiness import Readiness
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,11 +27,22 @@ class TlsFiles:
     client_ca: str = ""
 
 
-def build_app(draining: asyncio.Event) -> Starlette:
+def build_app(draining: asyncio.Event, readiness: Readiness) -> Starlette:
     async def healthz(_: Request) -> JSONResponse:
         return JSONResponse({"status": "draining" if draining.is_set() else "ok"})
 
-    return Starlette(routes=[Route("/healthz", healthz)])
+    async def readyz(_: Request) -> JSONResponse:
+        reason = await readiness.check()
+        if reason is None:
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "not ready", "reason": reason}, status_code=503)
+
+    async def prometheus(_: Request) -> Response:
+        return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE_LATEST)
+
+    return Starlette(
+        routes=[Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", prometheus)]
+    )
 
 
 def bind(addr: str) -> socket.socket:

@@ -1,0 +1,94 @@
+"""A TaskStore wrapper that times every store call and, when tracing is on, opens a span for it.
+
+It wraps whichever store `open_store` chose, so every store gets the same
+`taskservice_store_operation_seconds{operation}` histogram and `store.<operation>` spans.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from taskservice import metrics, tracing
+from taskservice.api import task_service_pb2 as pb
+from taskservice.errors import DomainError, Unavailable
+from taskservice.paging import PageQuery, TaskFilter
+from taskservice.store.base import Change, Check, EventBounds, EventListener, NewTask, StoredEvent, TaskStore
+
+T = TypeVar("T")
+
+
+class InstrumentedStore:
+    def __init__(self, store: TaskStore, tracer: Any | None = None) -> None:
+        self.inner = store
+        self._tracer = tracer
+        self._timers: dict[str, Callable[[float], None]] = {}
+
+    async def _timed(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        observe = self._timers.get(operation)
+        if observe is None:
+            observe = self._timers[operation] = metrics.store_seconds.labels(operation).observe
+        start = time.perf_counter()
+        try:
+            if self._tracer is None:
+                return await call()
+            with tracing.store_span(self._tracer, operation):
+                return await call()
+        except Exception as error:
+            if isinstance(error, Unavailable) or not isinstance(error, DomainError):
+                metrics.store_failures.labels(operation).inc()
+            raise
+        finally:
+            observe(time.perf_counter() - start)
+
+    def __getattr__(self, name: str) -> Any:
+        """Anything else a particular store offers passes through, untimed."""
+        return getattr(self.inner, name)
+
+    async def open(self) -> None:
+        await self.inner.open()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def ping(self) -> None:
+        await self._timed("ping", self.inner.ping)
+
+    async def secret(self, name: str) -> bytes:
+        return await self.inner.secret(name)
+
+    async def create_many(self, items: list[NewTask]) -> list[pb.Task | DomainError]:
+        return await self._timed("create_many", lambda: self.inner.create_many(items))
+
+    async def get(self, task_id: str) -> pb.Task | None:
+        return await self._timed("get", lambda: self.inner.get(task_id))
+
+    async def update(self, task_id: str, change: Change, triggered_by: str) -> pb.Task:
+        return await self._timed("update", lambda: self.inner.update(task_id, change, triggered_by))
+
+    async def delete(self, task_id: str, check: Check, triggered_by: str) -> pb.Task:
+        return await self._timed("delete", lambda: self.inner.delete(task_id, check, triggered_by))
+
+    async def list_page(self, query: PageQuery) -> list[pb.Task]:
+        return await self._timed("list_page", lambda: self.inner.list_page(query))
+
+    async def count(self, task_filter: TaskFilter) -> int:
+        return await self._timed("count", lambda: self.inner.count(task_filter))
+
+    async def snapshot(self, task_filter: TaskFilter) -> tuple[list[pb.Task], int]:
+        return await self._timed("snapshot", lambda: self.inner.snapshot(task_filter))
+
+    async def events_after(self, sequence: int, limit: int) -> list[StoredEvent]:
+        return await self._timed("events_after", lambda: self.inner.events_after(sequence, limit))
+
+    async def event_bounds(self) -> EventBounds:
+        return await self._timed("event_bounds", self.inner.event_bounds)
+
+    async def prune(self, events_before_us: int, keep_events: int, keys_before_us: int) -> int:
+        return await self._timed(
+            "prune", lambda: self.inner.prune(events_before_us, keep_events, keys_before_us)
+        )
+
+    def subscribe(self, listener: EventListener) -> None:
+        self.inner.subscribe(listener)

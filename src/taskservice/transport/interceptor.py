@@ -1,0 +1,161 @@
+"""The one gRPC server interceptor: metrics, access log, request ids and trace spans for every RPC.
+
+It wraps the behaviour of each method handler (all four RPC shapes) once per method and caches the
+result, so a call pays only for the wrapper. The request id (the caller's `x-request-id`, or a new
+one) goes back in the trailing metadata of every call — free, it rides with the status — and, for
+streaming calls, also in the initial metadata so a client knows it before the stream ends. (Sending
+initial metadata on a unary call costs an extra batch on the wire: about 15% of the throughput of a
+trivial call, measured.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from typing import Any, TypeAlias
+
+import grpc
+
+from taskservice import metrics
+from taskservice.observability import REQUEST_ID_HEADER, CallObserver, CallRecord
+
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+_FIELDS = {
+    (False, False): ("unary_unary", "unary"),
+    (True, False): ("stream_unary", "client_stream"),
+    (False, True): ("unary_stream", "server_stream"),
+    (True, True): ("stream_stream", "bidi_stream"),
+}
+
+
+class TelemetryInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, *, tracer: Any | None = None) -> None:
+        self._tracer = tracer
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:  # unknown method: grpc answers UNIMPLEMENTED; no series for made-up names
+            return None
+        method: str = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is None or cached[0] is not handler:
+            cached = self._wrapped[method] = (handler, self._wrap(method, handler))
+        return cached[1]
+
+    def prepare(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+        """Create the series of a service's methods at zero, so rates exist before the first call."""
+        for name, handler in handlers.items():
+            metrics.for_method(
+                f"/{service}/{name}", _FIELDS[(handler.request_streaming, handler.response_streaming)][1]
+            )
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        field, rpc_type = _FIELDS[(handler.request_streaming, handler.response_streaming)]
+        behaviour = getattr(handler, field)
+        observer = CallObserver(method, rpc_type, tracer=self._tracer)
+        if inspect.isasyncgenfunction(behaviour):
+            wrapped: Any = _streaming_responses(observer, behaviour, handler.request_streaming)
+        elif inspect.iscoroutinefunction(behaviour):
+            wrapped = _single_response(observer, behaviour, handler.request_streaming)
+        else:
+            return handler  # synchronous handlers are not used on this server
+        return handler._replace(**{field: wrapped})
+
+
+def _begin(observer: CallObserver, context: Context) -> CallRecord:
+    call = observer.begin(context.invocation_metadata() or ())
+    context.set_trailing_metadata(((REQUEST_ID_HEADER, call.request_id),))
+    if observer.log_calls:
+        call.peer = context.peer()
+    return call
+
+
+def _code(context: Context, error: BaseException | None) -> grpc.StatusCode:
+    """The status the call ended with, as grpc will send it."""
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code
+    if error is None:
+        return grpc.StatusCode.OK
+    if isinstance(error, asyncio.CancelledError | GeneratorExit):
+        return (
+            grpc.StatusCode.DEADLINE_EXCEEDED if context.time_remaining() == 0 else grpc.StatusCode.CANCELLED
+        )
+    return grpc.StatusCode.UNKNOWN
+
+
+async def _counted(messages: AsyncIterable[Any], count: Callable[[], None]) -> AsyncIterator[Any]:
+    async for message in messages:
+        count()
+        yield message
+
+
+def _single_response(
+    observer: CallObserver, behaviour: Callable[..., Awaitable[Any]], request_streaming: bool
+) -> Callable[[Any, Context], Awaitable[Any]]:
+    """Unary and client-streaming calls (and stream handlers written with context.write)."""
+    received = observer.metrics.received
+    sent = observer.metrics.sent
+    streaming = observer.streaming
+
+    async def observed(request: Any, context: Context) -> Any:
+        call = _begin(observer, context)
+        if streaming:
+            await context.send_initial_metadata(((REQUEST_ID_HEADER, call.request_id),))
+        if request_streaming:
+            request = _counted(request, received)
+        else:
+            received()
+        try:
+            response = await behaviour(request, context)
+        except BaseException as error:
+            observer.finish(call, _code(context, error))
+            raise
+        code = _code(context, None)
+        if code is grpc.StatusCode.OK and response is not None:
+            sent()
+        observer.finish(call, code)
+        return response
+
+    return observed
+
+
+def _streaming_responses(
+    observer: CallObserver, behaviour: Callable[..., AsyncIterator[Any]], request_streaming: bool
+) -> Callable[[Any, Context], AsyncIterator[Any]]:
+    """Server- and bidi-streaming calls. The call is finished from grpc's done-callback: a stream the
+    client cancels is often interrupted outside this generator, which then never resumes."""
+    received = observer.metrics.received
+    sent = observer.metrics.sent
+
+    async def observed(request: Any, context: Context) -> AsyncIterator[Any]:
+        call = _begin(observer, context)
+        outcome: list[BaseException | None] = []
+        context.add_done_callback(lambda ctx: observer.finish(call, _stream_code(ctx, outcome), detach=False))
+        await context.send_initial_metadata(((REQUEST_ID_HEADER, call.request_id),))
+        if request_streaming:
+            request = _counted(request, received)
+        else:
+            received()
+        try:
+            async for response in behaviour(request, context):
+                sent()
+                yield response
+        except BaseException as error:
+            outcome.append(error)
+            raise
+        outcome.append(None)
+
+    return observed
+
+
+def _stream_code(context: Context, outcome: list[BaseException | None]) -> grpc.StatusCode:
+    if not outcome:  # the generator never finished: the call was cancelled around it
+        return _code(context, asyncio.CancelledError())
+    return _code(context, outcome[0])
