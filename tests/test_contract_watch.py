@@ -72,7 +72,8 @@ def test_filters_select_events_and_leaving_a_filter_is_still_delivered(stub, tag
 def test_task_id_filter(stub, tag, watches) -> None:
     a = stub.CreateTask(pb.CreateTaskRequest(title="a", labels=[tag]))
     b = stub.CreateTask(pb.CreateTaskRequest(title="b", labels=[tag]))
-    watch = watches(stub, task_ids=[b.id])
+    watch = watches(stub, task_ids=[b.id], include_initial=True)
+    assert watch.next().task.id == b.id  # the initial state: the watch is live from here on
     stub.UpdateTask(pb.UpdateTaskRequest(id=a.id, title="a2"))
     stub.UpdateTask(pb.UpdateTaskRequest(id=b.id, title="b2"))
     assert watch.next().task.title == "b2"

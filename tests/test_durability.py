@@ -66,9 +66,9 @@ def test_restart_keeps_tasks_and_resume_continues_from_the_log(fresh_server) -> 
 def test_sigterm_ends_open_watches_with_unavailable_and_exits_cleanly(fresh_server) -> None:
     server = fresh_server.start()
     stub = server.stub()
-    watch = Watch(stub, pb.WatchTasksRequest())
     stub.CreateTask(pb.CreateTaskRequest(title="x"))
-    watch.next()
+    watch = Watch(stub, pb.WatchTasksRequest(include_initial=True))
+    watch.next(timeout=15)  # the stream is open once its first event arrives
     server.proc.send_signal(15)
     error = watch.end()
     assert isinstance(error, grpc.RpcError)
