@@ -31,6 +31,7 @@ from taskservice.store.instrumented import InstrumentedStore
 from taskservice.transport import grpc as grpc_transport
 from taskservice.transport import http
 from taskservice.transport.grpc_admission import AdmissionInterceptor
+from taskservice.transport.grpcweb import GrpcWebTransport
 from taskservice.transport.interceptor import TelemetryInterceptor
 from taskservice.validation import Limits
 
@@ -134,7 +135,14 @@ async def start(settings: Settings) -> Server:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     readiness = Readiness(store, health_servicer, shutdown, ("", grpc_transport.SERVICE_NAME))
     metrics.watch_window(window)
-    app = http.build_app(shutdown, readiness)
+    grpc_web = GrpcWebTransport(service, admission, shutdown, settings.max_message_bytes)
+    app = http.build_app(
+        shutdown,
+        readiness,
+        grpc_web=grpc_web,
+        cors_origins=settings.cors_origins,
+        web_dir=Path(settings.web_dir) if settings.web_dir else None,
+    )
     server._tasks.append(asyncio.create_task(http.serve_http(app, http_sock, shutdown, tls)))
     server._tasks.append(asyncio.create_task(_prune_forever(store, settings)))
     server._tasks.append(asyncio.create_task(readiness.watch(settings.health_check_interval)))

@@ -59,10 +59,21 @@ class Settings:
     health_check_interval: float = _setting(
         5.0, "seconds between store checks that drive readiness (/readyz and gRPC health)"
     )
+    cors_origin: tuple[str, ...] = _setting(
+        (), "origin allowed to call gRPC-Web from another site (repeatable or comma-separated; * = any)"
+    )
+    web_dir: str = _setting(
+        "", "folder with the built board served at / (default: web/dist of the source tree)"
+    )
 
     @property
     def store_url(self) -> str:
         return self.store or "sqlite:///tasks.db"
+
+    @property
+    def cors_origins(self) -> list[str]:
+        """The CORS allow-list, with comma-separated values split."""
+        return [o.strip() for value in self.cors_origin for o in value.split(",") if o.strip()]
 
     @classmethod
     def options(cls) -> list[dataclasses.Field[Any]]:

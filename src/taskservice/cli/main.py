@@ -15,12 +15,14 @@ def _settings_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Add one click option per Settings field (flag --name-with-dashes, env TASKSERVICE_NAME)."""
     for spec in reversed(Settings.options()):
         choices = spec.metadata.get("choices")
-        kind: Any = click.Choice(choices) if choices else type(spec.default)
+        repeatable = isinstance(spec.default, tuple)  # tuple settings take the flag several times
+        kind: Any = click.Choice(choices) if choices else (str if repeatable else type(spec.default))
         command = click.option(
             "--" + spec.name.replace("_", "-"),
             spec.name,
             type=kind,
             is_flag=isinstance(spec.default, bool),
+            multiple=repeatable,
             default=spec.default,
             envvar=env_name(spec.name),
             show_default=True,

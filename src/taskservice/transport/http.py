@@ -1,21 +1,43 @@
-"""The HTTP side: liveness, readiness and Prometheus metrics; gRPC-Web and the board mount here too."""
+"""The HTTP side: liveness, readiness, Prometheus metrics, gRPC-Web (with CORS) and the board."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 
 from taskservice import metrics
 from taskservice.readiness import Readiness
+from taskservice.transport.grpcweb import SERVICE_PATH
+
+# Request headers gRPC-Web clients send (grpc-web and connect-web) besides custom metadata.
+_GRPC_WEB_HEADERS = ("content-type", "x-grpc-web", "x-user-agent", "grpc-timeout", "authorization")
+_GRPC_WEB_EXPOSED = ("grpc-status", "grpc-message", "grpc-status-details-bin")
+
+_NOT_BUILT = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>TaskService</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body style="font-family: system-ui, sans-serif; max-width: 40rem; margin: 3rem auto; padding: 0 1rem">
+<h1>TaskService is running</h1>
+<p>The task board has not been built, so there is nothing to show here yet.
+It is built by <code>make install</code> when Node.js (20.19 or newer) and npm are installed;
+or build it by hand with <code>make web</code>.</p>
+<p>The gRPC-Web API, <code>/healthz</code> and <code>/metrics</code> work without it.</p>
+</body></html>
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +49,19 @@ class TlsFiles:
     client_ca: str = ""
 
 
-def build_app(draining: asyncio.Event, readiness: Readiness) -> Starlette:
+def default_web_dir() -> Path:
+    """`web/dist` of the source tree this package runs from (an editable install)."""
+    return Path(__file__).resolve().parents[3] / "web" / "dist"
+
+
+def build_app(
+    draining: asyncio.Event,
+    readiness: Readiness,
+    *,
+    grpc_web: ASGIApp | None = None,
+    cors_origins: Sequence[str] = (),
+    web_dir: Path | None = None,
+) -> Starlette:
     async def healthz(_: Request) -> JSONResponse:
         return JSONResponse({"status": "draining" if draining.is_set() else "ok"})
 
@@ -40,9 +74,44 @@ def build_app(draining: asyncio.Event, readiness: Readiness) -> Starlette:
     async def prometheus(_: Request) -> Response:
         return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE_LATEST)
 
-    return Starlette(
-        routes=[Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", prometheus)]
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", prometheus),
+    ]
+    if grpc_web is not None:
+        routes.append(Route(SERVICE_PATH + "{method}", _with_cors(grpc_web, cors_origins)))
+    app = Starlette(routes=routes)
+    # The board answers whatever no route claims, so routes added later (e.g. /metrics) always win.
+    app.router.default = _board(web_dir or default_web_dir())
+    return app
+
+
+def _with_cors(app: ASGIApp, origins: Sequence[str]) -> ASGIApp:
+    """Answer preflights and mark responses for the allow-listed origins only (none by default)."""
+    if not origins:
+        return app
+    return CORSMiddleware(
+        app,
+        allow_origins=list(origins),
+        allow_methods=["POST"],
+        # Any requested header: a client may send its own metadata keys as headers.
+        allow_headers=["*", *_GRPC_WEB_HEADERS],
+        expose_headers=list(_GRPC_WEB_EXPOSED),
+        max_age=600,
     )
+
+
+def _board(web_dir: Path) -> ASGIApp:
+    if (web_dir / "index.html").is_file():
+        return StaticFiles(directory=web_dir, html=True)
+
+    async def not_built(request: Request) -> Response:
+        if request.url.path == "/":
+            return HTMLResponse(_NOT_BUILT, status_code=404)
+        return PlainTextResponse("Not Found", status_code=404)
+
+    return Route("/{path:path}", not_built)
 
 
 def bind(addr: str) -> socket.socket:
