@@ -6,9 +6,14 @@ BIN := $(VENV)/bin
 UV := $(BIN)/uv
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint fmt proto proto-check bench clean
+.PHONY: install run test lint fmt proto proto-check bench clean web
 
-install: $(STAMP)
+# The board (web/) is built when Node.js and npm are present; without them the server says so at /.
+WEB_BUILD := web/dist/index.html
+WEB_SOURCES := $(wildcard web/src/*.ts web/src/*.css) web/index.html web/package.json web/package-lock.json \
+	web/vite.config.ts web/tsconfig.json proto/taskservice/task_service.proto
+
+install: $(STAMP) $(WEB_BUILD)
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +22,13 @@ $(STAMP): pyproject.toml requirements.lock
 	$(UV) pip install -q --python $(BIN)/python --no-deps -e .
 	@touch $(STAMP)
 	@echo "installed: $(BIN)/taskservice $(BIN)/taskctl"
+
+$(WEB_BUILD): $(STAMP) $(WEB_SOURCES)
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory web; \
+	else echo "npm not found: the board is not built (the server explains this at /)"; fi
+
+web: $(STAMP)
+	cd web && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
 
 run: install
 	$(BIN)/taskservice serve $(ARGS)
@@ -43,4 +55,4 @@ lock:
 	$(UV) pip compile -q pyproject.toml --extra dev --extra otel -o requirements.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache web/node_modules web/dist web/src/gen

@@ -373,3 +373,18 @@ def test_board_is_served_at_root_or_explains_how_to_build_it(tmp_path: Path) -> 
         assert answer.status_code == 200 and "<title>board</title>" in answer.text
     finally:
         proc.kill()
+
+
+def test_idle_watch_sends_its_headers_at_once(server: ServerProcess, tag: str) -> None:
+    started = time.monotonic()
+    with httpx.stream(
+        "POST",
+        f"{server.http_url}/taskservice.TaskService/WatchTasks",
+        content=frame(pb.WatchTasksRequest(labels=[tag])),
+        headers={"content-type": BINARY},
+        timeout=5,
+    ) as answer:
+        # No event will come: the headers alone tell a browser the watch is connected.
+        assert answer.status_code == 200
+        assert answer.headers["content-type"] == BINARY
+        assert time.monotonic() - started < 2

@@ -138,6 +138,7 @@ class _Method:
     request_type: type[Message]
     handler: Handler
     single_request: bool = True
+    streams: bool = False
 
 
 def _parse(request_type: type[Message], payload: bytes) -> Message:
@@ -199,9 +200,9 @@ class GrpcWebTransport:
             "UpdateTask": unary(s.update, pb.UpdateTaskRequest),
             "DeleteTask": unary(delete, pb.DeleteTaskRequest),
             "ListTasks": unary(s.list, pb.ListTasksRequest),
-            "WatchTasks": _Method(pb.WatchTasksRequest, watch),
+            "WatchTasks": _Method(pb.WatchTasksRequest, watch, streams=True),
             "BulkCreateTasks": _Method(pb.CreateTaskRequest, bulk_create, single_request=False),
-            "ProcessTaskStream": _Method(pb.TaskCommand, process, single_request=False),
+            "ProcessTaskStream": _Method(pb.TaskCommand, process, single_request=False, streams=True),
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -274,6 +275,8 @@ class GrpcWebTransport:
                 raise InvalidArgument.field("request", "expected exactly one request message")
             caller = self._caller(headers)
             replies = method.handler(caller, payloads)
+            if method.streams:
+                await call.start()  # headers now, so a client knows an idle watch is connected
             timeout = parse_timeout(headers.get("grpc-timeout"))
             async with asyncio.timeout(timeout):
                 async for reply in replies:
@@ -325,21 +328,21 @@ class _Call:
         self._send = send
         self._started = False
 
-    async def _start(self) -> None:
+    async def start(self) -> None:
         if not self._started:
             self._started = True
             headers = [(b"content-type", self.mode.content_type.encode()), (b"cache-control", b"no-store")]
             await self._send({"type": "http.response.start", "status": 200, "headers": headers})
 
     async def message(self, reply: Reply) -> None:
-        await self._start()
+        await self.start()
         data = reply if isinstance(reply, bytes) else reply.SerializeToString()
         await self._send(
             {"type": "http.response.body", "body": self.mode.wire(encode_frame(data)), "more_body": True}
         )
 
     async def finish(self, status: status_pb2.Status) -> None:
-        await self._start()
+        await self.start()
         frame = encode_frame(trailer_block(status), TRAILER_FLAG)
         await self._send({"type": "http.response.body", "body": self.mode.wire(frame), "more_body": False})
 

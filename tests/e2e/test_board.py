@@ -1,0 +1,169 @@
+"""The task board in a real browser: live updates between pages, edits, deletes, reconnects."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taskservice.api import task_service_pb2 as pb
+from tests.e2e.conftest import Board
+
+pytestmark = pytest.mark.browser
+
+expect: Any = None  # playwright.sync_api.expect, imported once Chromium is known to be there
+
+
+@pytest.fixture(autouse=True)
+def _expect(chromium: Any) -> None:
+    global expect
+    from playwright.sync_api import expect as playwright_expect
+
+    playwright_expect.set_options(timeout=5_000)
+    expect = playwright_expect
+
+
+@pytest.fixture
+def open_page(chromium: Any, board: Board) -> Iterator[Any]:
+    """Open the board in a fresh browser context (its own session storage: its own user)."""
+    contexts: list[Any] = []
+
+    def open_board(user: str | None = None, admin: bool = False, url: str | None = None) -> Any:
+        context = chromium.new_context(viewport={"width": 1280, "height": 900})
+        contexts.append(context)
+        page = context.new_page()
+        token = board.token(user, admin) if user else None
+        page.goto((url or board.url) + (f"#token={token}" if token else ""))
+        expect(page.get_by_test_id("connection-state")).to_have_attribute("data-state", "live")
+        return page
+
+    yield open_board
+    for context in contexts:
+        context.close()
+
+
+def card(page: Any, title: str) -> Any:
+    return page.get_by_test_id("task-card").filter(has_text=title)
+
+
+def create_task(page: Any, title: str, assignee: str = "", labels: str = "") -> None:
+    page.get_by_test_id("new-task-title").fill(title)
+    page.get_by_test_id("new-task-labels").fill(labels)
+    page.get_by_test_id("new-task-assignee").fill(assignee)
+    page.get_by_test_id("new-task-submit").click()
+    expect(card(page, title)).to_have_count(1)
+
+
+def unique(name: str) -> str:
+    return f"{name} {uuid.uuid4().hex[:8]}"
+
+
+def test_task_created_in_one_page_appears_live_in_the_other(open_page: Any, artifacts: Path) -> None:
+    alice = open_page("alice")
+    bob = open_page("bob")
+    title = unique("Review the board")
+    create_task(alice, title, assignee="bob", labels="web, e2e")
+    arrived = card(bob, title)
+    expect(arrived).to_have_count(1)
+    expect(arrived).to_contain_text("@bob")
+    expect(arrived.get_by_role("list", name="Labels")).to_contain_text("e2e")
+    bob.screenshot(path=str(artifacts / "board.png"), full_page=True)
+
+
+def test_task_appears_only_for_users_who_may_see_it(open_page: Any, board: Board) -> None:
+    if board.secret is None:
+        pytest.skip("needs `--auth jwt`: under --auth none every page is the same admin user")
+    alice = open_page("alice")
+    bob = open_page("bob")
+    carol = open_page("carol")
+    private = unique("Only alice")
+    shared = unique("For bob")
+    create_task(alice, private)
+    create_task(alice, shared, assignee="bob")
+    # Events arrive in order: once the later task is on bob's board, the earlier one would be too.
+    expect(card(bob, shared)).to_have_count(1)
+    expect(card(bob, private)).to_have_count(0)
+    admin = open_page("root", admin=True)
+    expect(card(admin, private)).to_have_count(1)
+    expect(card(carol, shared)).to_have_count(0)
+    expect(carol.get_by_test_id("task-card")).to_have_count(0)
+
+
+def test_edit_move_and_delete_propagate(open_page: Any) -> None:
+    alice = open_page("alice")
+    bob = open_page("bob")
+    title = unique("Draft")
+    create_task(alice, title, assignee="bob")
+    expect(card(bob, title)).to_have_count(1)
+
+    card(alice, title).get_by_test_id("task-edit").click()
+    renamed = unique("Final")
+    alice.get_by_test_id("edit-title").fill(renamed)
+    alice.get_by_test_id("edit-save").click()
+    expect(card(bob, renamed)).to_have_count(1)
+    expect(card(bob, title)).to_have_count(0)
+
+    card(alice, renamed).get_by_test_id("task-status").select_option(label="In progress")
+    expect(
+        bob.locator('section[data-status="2"]').get_by_test_id("task-card").filter(has_text=renamed)
+    ).to_have_count(1)
+
+    card(alice, renamed).get_by_test_id("task-edit").click()
+    alice.get_by_test_id("edit-delete").click()
+    expect(card(alice, renamed)).to_have_count(0)
+    expect(card(bob, renamed)).to_have_count(0)
+
+
+def test_dropped_connection_recovers_and_catches_up(open_page: Any, board: Board) -> None:
+    page = open_page("alice")
+    watch_requests: list[pb.WatchTasksRequest] = []
+
+    def record(request: Any) -> None:
+        if request.url.endswith("/WatchTasks"):
+            watch_requests.append(pb.WatchTasksRequest.FromString(request.post_data_buffer[5:]))
+
+    page.on("request", record)
+    before = unique("Before the drop")
+    create_task(page, before)
+    state = page.get_by_test_id("connection-state")
+
+    # Cut the page off, and drop its open watch by restarting the server (events are durable).
+    page.context.set_offline(True)
+    board.server.restart()
+    expect(state).to_have_attribute("data-state", "reconnecting")
+    # Written elsewhere while this page is cut off: it must arrive once the page is back.
+    missed = unique("Missed while offline")
+    metadata = [("authorization", f"Bearer {board.token('alice')}")] if board.secret else []
+    board.server.stub().CreateTask(pb.CreateTaskRequest(title=missed), metadata=metadata)
+    page.context.set_offline(False)
+
+    expect(state).to_have_attribute("data-state", "live", timeout=10_000)
+    expect(card(page, missed)).to_have_count(1)
+    expect(card(page, before)).to_have_count(1)
+    # It resumed from the last event it had, not by reloading everything.
+    assert watch_requests and watch_requests[-1].after_sequence > 0
+    assert not watch_requests[-1].include_initial
+
+
+def test_board_calls_the_api_from_another_allowed_origin(open_page: Any, board: Board) -> None:
+    page = open_page("alice", url=f"http://localhost:{board.server.http_port}/")
+    token = board.token("alice") or ""
+    request = pb.CreateTaskRequest(title=unique("Cross-origin")).SerializeToString()
+    framed = list(b"\x00" + len(request).to_bytes(4, "big") + request)
+    result = page.evaluate(
+        """async ([url, body, token]) => {
+            const headers = {"content-type": "application/grpc-web+proto", "x-grpc-web": "1"};
+            if (token) headers["authorization"] = "Bearer " + token;
+            const answer = await fetch(url, {method: "POST", headers, body: new Uint8Array(body)});
+            const bytes = new Uint8Array(await answer.arrayBuffer());
+            return {status: answer.status, bytes: Array.from(bytes)};
+        }""",
+        [f"http://127.0.0.1:{board.server.http_port}/taskservice.TaskService/CreateTask", framed, token],
+    )
+    assert result["status"] == 200
+    body = bytes(result["bytes"])
+    assert b"grpc-status: 0\r\n" in body
+    assert pb.Task.FromString(body[5 : 5 + int.from_bytes(body[1:5], "big")]).title.startswith("Cross-origin")
