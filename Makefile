@@ -10,8 +10,8 @@ STAMP := $(VENV)/.installed
 
 # The board (web/) is built when Node.js and npm are present; without them the server says so at /.
 WEB_BUILD := web/dist/index.html
-WEB_SOURCES := $(wildcard web/src/*.ts web/src/*.css) web/index.html web/package.json web/package-lock.json \
-	web/vite.config.ts web/tsconfig.json proto/taskservice/task_service.proto
+WEB_SOURCES := $(wildcard web/src/*.ts web/src/*.css web/compat/*) web/index.html web/package.json web/package-lock.json \
+	web/vite.config.ts web/vite.compat.config.ts web/tsconfig.json proto/taskservice/task_service.proto
 
 install: $(STAMP) $(WEB_BUILD)
 
@@ -55,4 +55,4 @@ lock:
 	$(UV) pip compile -q pyproject.toml --extra dev --extra otel -o requirements.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache web/node_modules web/dist web/src/gen
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache web/node_modules web/dist web/dist-compat web/src/gen

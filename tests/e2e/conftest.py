@@ -32,7 +32,7 @@ CHROMIUM_ARGS = [
 ARTIFACTS = ROOT / "test-artifacts"
 
 
-def _need(condition: bool, reason: str) -> None:
+def need(condition: bool, reason: str) -> None:
     if condition:
         return
     if os.environ.get("TASKSERVICE_REQUIRE_BROWSER") == "1":
@@ -71,17 +71,17 @@ class Board:
         return jwt.encode(claims, self.secret, algorithm="HS256")
 
 
+# Module scope on purpose: Playwright's sync API keeps an event loop running in the main thread while
+# it is open, which would break asyncio.run() in any test that ran after a session-long browser.
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[object]:
     path = chromium_path()
-    _need(path is not None, "no Chromium found (apt-get install chromium, or scripts/ci-services.sh)")
-    _need(
-        (ROOT / "web" / "dist" / "index.html").is_file(), "the board is not built (needs Node.js: make web)"
-    )
+    need(path is not None, "no Chromium found (apt-get install chromium, or scripts/ci-services.sh)")
+    need((ROOT / "web" / "dist" / "index.html").is_file(), "the board is not built (needs Node.js: make web)")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _need(False, "the playwright package is not installed (make install)")
+        need(False, "the playwright package is not installed (make install)")
         raise
     with sync_playwright() as playwright:
         # Playwright gives each launch a fresh temporary --user-data-dir of its own.
@@ -90,7 +90,7 @@ def chromium() -> Iterator[object]:
         browser.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def board(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Board]:
     data = tmp_path_factory.mktemp("board")
     args: list[str] = []
