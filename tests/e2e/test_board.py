@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -167,3 +168,27 @@ def test_board_calls_the_api_from_another_allowed_origin(open_page: Any, board: 
     body = bytes(result["bytes"])
     assert b"grpc-status: 0\r\n" in body
     assert pb.Task.FromString(body[5 : 5 + int.from_bytes(body[1:5], "big")]).title.startswith("Cross-origin")
+
+
+def test_metrics_panel_shows_server_metrics_or_says_they_are_missing(open_page: Any) -> None:
+    page = open_page("alice")
+    page.get_by_text("Server metrics").click()
+    expect(page.get_by_test_id("metrics")).to_contain_text(
+        re.compile("Totals since the server started|not available|no metrics yet")
+    )
+
+
+def test_sign_in_box_takes_a_pasted_token(chromium: Any, board: Board) -> None:
+    if board.secret is None:
+        pytest.skip("needs `--auth jwt`: under --auth none nobody has to sign in")
+    context = chromium.new_context()
+    try:
+        page = context.new_page()
+        page.goto(board.url)
+        expect(page.get_by_test_id("connection-state")).to_have_attribute("data-state", "signed-out")
+        page.get_by_label("Access token").fill(board.token("alice") or "")
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_test_id("connection-state")).to_have_attribute("data-state", "live")
+        expect(page.get_by_text("Signed in as alice")).to_be_visible()
+    finally:
+        context.close()
