@@ -343,17 +343,27 @@ def test_no_origin_is_allowed_by_default(server: ServerProcess) -> None:
 
 def test_open_watch_ends_with_unavailable_on_shutdown(fresh_server: ServerProcess) -> None:
     fresh_server.start()
+    connected = threading.Event()
     result: dict[str, Reply] = {}
 
     def watch() -> None:
-        _, result["reply"] = call(fresh_server.http_url, "WatchTasks", frame(pb.WatchTasksRequest()))
+        with httpx.stream(
+            "POST",
+            f"{fresh_server.http_url}/taskservice.TaskService/WatchTasks",
+            content=frame(pb.WatchTasksRequest()),
+            headers={"content-type": BINARY},
+            timeout=20,
+        ) as answer:
+            connected.set()  # headers came: the watch is open on the server
+            result["reply"] = Reply(answer.read())
 
-    thread = threading.Thread(target=watch)
+    thread = threading.Thread(target=watch, daemon=True)
     thread.start()
-    time.sleep(0.5)
+    assert connected.wait(10)
     assert fresh_server.stop() == 0
     thread.join(10)
     assert result["reply"].code == code_pb2.UNAVAILABLE
+    assert "shutting down" in result["reply"].message
 
 
 def test_board_is_served_at_root_or_explains_how_to_build_it(tmp_path: Path) -> None:
