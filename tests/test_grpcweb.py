@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import httpx
+import jwt
 import pytest
 from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -398,3 +399,96 @@ def test_idle_watch_sends_its_headers_at_once(server: ServerProcess, tag: str) -
         assert answer.status_code == 200
         assert answer.headers["content-type"] == BINARY
         assert time.monotonic() - started < 2
+
+
+# -- admission: the same authentication, access rules, rate limits and stream quotas -------------
+
+
+@pytest.fixture(scope="module")
+def jwt_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, str]]:
+    data = tmp_path_factory.mktemp("jwt")
+    secret = "s" * 48
+    (data / "secret").write_text(secret)
+    args = [
+        "--auth",
+        "jwt",
+        "--jwt-secret-file",
+        str(data / "secret"),
+        "--rate-limit",
+        "5",
+        "--rate-burst",
+        "5",
+    ]
+    proc = ServerProcess(data / "server", *args, "--max-streams-per-user", "1").start()
+    yield proc, secret
+    proc.stop()
+
+
+def bearer(secret: str, user: str) -> dict[str, str]:
+    token = jwt.encode({"sub": user, "exp": int(time.time()) + 600}, secret, algorithm="HS256")
+    return {"authorization": f"Bearer {token}"}
+
+
+def test_calls_without_a_valid_token_are_unauthenticated(jwt_server: tuple[ServerProcess, str]) -> None:
+    server, _ = jwt_server
+    _, reply = call(server.http_url, "ListTasks", frame(pb.ListTasksRequest()))
+    assert reply.code == code_pb2.UNAUTHENTICATED
+    _, forged = call(
+        server.http_url, "ListTasks", frame(pb.ListTasksRequest()), **bearer("x" * 48, "mallory")
+    )
+    assert forged.code == code_pb2.UNAUTHENTICATED
+
+
+def test_access_rules_are_the_grpc_ports(jwt_server: tuple[ServerProcess, str]) -> None:
+    server, secret = jwt_server
+    _, created = call(
+        server.http_url, "CreateTask", frame(pb.CreateTaskRequest(title="alice's")), **bearer(secret, "alice")
+    )
+    task = pb.Task.FromString(created.messages[0])
+    assert task.created_by == "alice"
+    _, seen_by_bob = call(
+        server.http_url, "GetTask", frame(pb.GetTaskRequest(id=task.id)), **bearer(secret, "bob")
+    )
+    assert seen_by_bob.code == code_pb2.NOT_FOUND
+
+
+def test_rate_limit_refuses_with_retry_info(jwt_server: tuple[ServerProcess, str]) -> None:
+    server, secret = jwt_server
+    codes = [
+        call(server.http_url, "ListTasks", frame(pb.ListTasksRequest()), **bearer(secret, "hasty"))[1]
+        for _ in range(10)
+    ]
+    refused = [r for r in codes if r.code == code_pb2.RESOURCE_EXHAUSTED]
+    assert refused, [r.code for r in codes]
+    retry = error_details_pb2.RetryInfo()
+    assert refused[0].status().details[0].Unpack(retry)
+
+
+def test_streams_per_user_are_bounded(jwt_server: tuple[ServerProcess, str]) -> None:
+    server, secret = jwt_server
+    with httpx.stream(
+        "POST",
+        f"{server.http_url}/taskservice.TaskService/WatchTasks",
+        content=frame(pb.WatchTasksRequest()),
+        headers={"content-type": BINARY, **bearer(secret, "watcher")},
+        timeout=10,
+    ) as first:
+        assert first.status_code == 200  # open: it holds the user's only stream slot
+        _, second = call(
+            server.http_url, "WatchTasks", frame(pb.WatchTasksRequest()), **bearer(secret, "watcher")
+        )
+        assert second.code == code_pb2.RESOURCE_EXHAUSTED
+    # Closing the first stream gives the slot back.
+    deadline = time.monotonic() + 5
+    while True:
+        _, again = call(
+            server.http_url,
+            "WatchTasks",
+            frame(pb.WatchTasksRequest()),
+            **bearer(secret, "watcher"),
+            **{"grpc-timeout": "200m"},
+        )
+        if again.code == code_pb2.DEADLINE_EXCEEDED or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert again.code == code_pb2.DEADLINE_EXCEEDED

@@ -18,7 +18,7 @@ import binascii
 import contextlib
 import re
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -130,7 +130,8 @@ class Mode:
 # -- methods --------------------------------------------------------------------------------------
 
 Reply = Message | bytes
-Handler = Callable[[Caller, list[bytes]], AsyncIterator[Reply]]
+# Single-request methods get the one payload in a list; client streams get them as they are paced.
+Handler = Callable[[Caller, Any], AsyncIterator[Reply]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +139,12 @@ class _Method:
     request_type: type[Message]
     handler: Handler
     single_request: bool = True
-    streams: bool = False
+    server_streams: bool = False
+
+    @property
+    def is_stream(self) -> bool:
+        """Holds one of the caller's stream slots while open, as on the gRPC port."""
+        return self.server_streams or not self.single_request
 
 
 def _parse(request_type: type[Message], payload: bytes) -> Message:
@@ -187,10 +193,10 @@ class GrpcWebTransport:
             async for event in s.watch(caller, _parse(pb.WatchTasksRequest, payloads[0])):  # type: ignore[arg-type]
                 yield event
 
-        async def bulk_create(caller: Caller, payloads: list[bytes]) -> AsyncIterator[Reply]:
+        async def bulk_create(caller: Caller, payloads: AsyncIterator[bytes]) -> AsyncIterator[Reply]:
             yield await s.bulk_create(caller, _messages(pb.CreateTaskRequest, payloads))
 
-        async def process(caller: Caller, payloads: list[bytes]) -> AsyncIterator[Reply]:
+        async def process(caller: Caller, payloads: AsyncIterator[bytes]) -> AsyncIterator[Reply]:
             async for result in s.process(caller, _messages(pb.TaskCommand, payloads)):
                 yield result
 
@@ -200,9 +206,9 @@ class GrpcWebTransport:
             "UpdateTask": unary(s.update, pb.UpdateTaskRequest),
             "DeleteTask": unary(delete, pb.DeleteTaskRequest),
             "ListTasks": unary(s.list, pb.ListTasksRequest),
-            "WatchTasks": _Method(pb.WatchTasksRequest, watch, streams=True),
+            "WatchTasks": _Method(pb.WatchTasksRequest, watch, server_streams=True),
             "BulkCreateTasks": _Method(pb.CreateTaskRequest, bulk_create, single_request=False),
-            "ProcessTaskStream": _Method(pb.TaskCommand, process, single_request=False, streams=True),
+            "ProcessTaskStream": _Method(pb.TaskCommand, process, single_request=False, server_streams=True),
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -273,14 +279,21 @@ class GrpcWebTransport:
             payloads = self._payloads(call.mode, body)
             if method.single_request and len(payloads) != 1:
                 raise InvalidArgument.field("request", "expected exactly one request message")
-            caller = self._caller(headers)
-            replies = method.handler(caller, payloads)
-            if method.streams:
-                await call.start()  # headers now, so a client knows an idle watch is connected
-            timeout = parse_timeout(headers.get("grpc-timeout"))
-            async with asyncio.timeout(timeout):
-                async for reply in replies:
-                    await call.message(reply)
+            # Headers are the call's metadata, exactly as gRPC clients send them on the gRPC port.
+            caller = self._admission.admit(headers)
+            release = self._admission.open_stream(caller) if method.is_stream else None
+            try:
+                requests = payloads if method.single_request else self._metered(caller, payloads)
+                replies = method.handler(caller, requests)
+                if method.server_streams:
+                    await call.start()  # headers now, so a client knows an idle watch is connected
+                timeout = parse_timeout(headers.get("grpc-timeout"))
+                async with asyncio.timeout(timeout):
+                    async for reply in replies:
+                        await call.message(reply)
+            finally:
+                if release is not None:
+                    release()
             await call.finish(status_pb2.Status(code=Code.OK))
         except TimeoutError:
             await call.finish(status_pb2.Status(code=Code.DEADLINE_EXCEEDED, message="deadline exceeded"))
@@ -305,13 +318,15 @@ class GrpcWebTransport:
             payloads.append(payload)
         return payloads
 
-    def _caller(self, headers: dict[str, str]) -> Caller:
-        # Headers are the call's metadata, exactly as gRPC clients send them on the gRPC port.
-        return self._admission.admit(headers)
+    async def _metered(self, caller: Caller, payloads: list[bytes]) -> AsyncIterator[bytes]:
+        """Each message of a client stream counts against the caller's rate, as on the gRPC port."""
+        for payload in payloads:
+            await self._admission.message(caller)
+            yield payload
 
 
-async def _messages(request_type: type[Message], payloads: Iterable[bytes]) -> AsyncIterator[Any]:
-    for payload in payloads:
+async def _messages(request_type: type[Message], payloads: AsyncIterator[bytes]) -> AsyncIterator[Any]:
+    async for payload in payloads:
         yield _parse(request_type, payload)
 
 
