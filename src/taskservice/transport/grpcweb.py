@@ -258,22 +258,23 @@ class GrpcWebTransport:
                 return None if too_big else b"".join(chunks)
 
     async def _respond(self, call: _Call, path: str, headers: dict[str, str], body: bytes | None) -> None:
+        # Every call ends here with exactly one status: the one place to observe gRPC-Web calls.
+        await call.finish(await self._run(call, path, headers, body))
+
+    async def _run(
+        self, call: _Call, path: str, headers: dict[str, str], body: bytes | None
+    ) -> status_pb2.Status:
+        """Admit and run the call, streaming its replies; returns the status that ends it."""
         try:
             if self._shutdown.is_set():
                 raise Unavailable("the server is shutting down; retry on another instance or later")
             method = self._methods.get(path.removeprefix(SERVICE_PATH))
             if method is None:
-                await call.finish(
-                    status_pb2.Status(code=Code.UNIMPLEMENTED, message=f"unknown method {path}")
-                )
-                return
+                return status_pb2.Status(code=Code.UNIMPLEMENTED, message=f"unknown method {path}")
             if headers.get("grpc-encoding", "identity") != "identity":
-                await call.finish(
-                    status_pb2.Status(
-                        code=Code.UNIMPLEMENTED, message="compressed requests are not supported"
-                    )
+                return status_pb2.Status(
+                    code=Code.UNIMPLEMENTED, message="compressed requests are not supported"
                 )
-                return
             if body is None:
                 raise ResourceExhausted(f"the request is larger than {self._max_message_bytes} bytes")
             payloads = self._payloads(call.mode, body)
@@ -287,23 +288,22 @@ class GrpcWebTransport:
                 replies = method.handler(caller, requests)
                 if method.server_streams:
                     await call.start()  # headers now, so a client knows an idle watch is connected
-                timeout = parse_timeout(headers.get("grpc-timeout"))
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(parse_timeout(headers.get("grpc-timeout"))):
                     async for reply in replies:
                         await call.message(reply)
             finally:
                 if release is not None:
                     release()
-            await call.finish(status_pb2.Status(code=Code.OK))
+            return status_pb2.Status(code=Code.OK)
         except TimeoutError:
-            await call.finish(status_pb2.Status(code=Code.DEADLINE_EXCEEDED, message="deadline exceeded"))
+            return status_pb2.Status(code=Code.DEADLINE_EXCEEDED, message="deadline exceeded")
         except DomainError as error:
-            await call.finish(to_status(error))
+            return to_status(error)
         except ProtocolError as error:
-            await call.finish(to_status(InvalidArgument.field("body", str(error))))
+            return to_status(InvalidArgument.field("body", str(error)))
         except Exception:
             log.exception("grpcweb.internal_error", path=path)
-            await call.finish(internal_status())
+            return internal_status()
 
     def _payloads(self, mode: Mode, body: bytes) -> list[bytes]:
         raw = decode_text(body) if mode.text else body
