@@ -492,3 +492,29 @@ def test_streams_per_user_are_bounded(jwt_server: tuple[ServerProcess, str]) -> 
             break
         time.sleep(0.1)
     assert again.code == code_pb2.DEADLINE_EXCEEDED
+
+
+def test_routes_added_after_the_board_still_win(tmp_path: Path) -> None:
+    """The board answers only what no route claims (so /metrics and the API are never shadowed)."""
+    import asyncio
+
+    from starlette.responses import PlainTextResponse
+
+    from taskservice.transport import http
+
+    board = tmp_path / "board"
+    board.mkdir()
+    (board / "index.html").write_text("<title>board</title>")
+
+    async def scenario() -> None:
+        app = http.build_app(asyncio.Event(), web_dir=board)
+        app.add_route("/metrics", lambda _: PlainTextResponse("metrics"))
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://board"
+        ) as client:
+            assert (await client.get("/metrics")).text == "metrics"
+            assert "<title>board</title>" in (await client.get("/")).text
+            assert (await client.get("/healthz")).json() == {"status": "ok"}
+            assert (await client.get("/nope")).status_code == 404
+
+    asyncio.run(scenario())
