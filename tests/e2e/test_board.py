@@ -72,6 +72,9 @@ def test_task_created_in_one_page_appears_live_in_the_other(open_page: Any, arti
     expect(arrived).to_contain_text("@bob")
     expect(arrived.get_by_role("list", name="Labels")).to_contain_text("e2e")
     bob.screenshot(path=str(artifacts / "board.png"), full_page=True)
+    bob.set_viewport_size({"width": 390, "height": 844})  # a phone: columns stack, nothing overflows
+    assert bob.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    bob.screenshot(path=str(artifacts / "board-phone.png"), full_page=True)
 
 
 def test_task_appears_only_for_users_who_may_see_it(open_page: Any, board: Board) -> None:
