@@ -195,3 +195,14 @@ def test_sign_in_box_takes_a_pasted_token(chromium: Any, board: Board) -> None:
         expect(page.get_by_text("Signed in as alice")).to_be_visible()
     finally:
         context.close()
+
+
+def test_task_created_by_a_grpc_client_appears_within_a_second(open_page: Any, board: Board) -> None:
+    page = open_page("dana")
+    title = unique("From taskctl")
+    metadata = [("authorization", f"Bearer {board.token('dana')}")] if board.secret else []
+    board.server.stub().CreateTask(
+        pb.CreateTaskRequest(title=title, priority=pb.PRIORITY_HIGH), metadata=metadata
+    )
+    expect(card(page, title)).to_have_count(1, timeout=1_000)
+    expect(card(page, title)).to_contain_text("High")
