@@ -206,3 +206,26 @@ def test_task_created_by_a_grpc_client_appears_within_a_second(open_page: Any, b
     )
     expect(card(page, title)).to_have_count(1, timeout=1_000)
     expect(card(page, title)).to_contain_text("High")
+
+
+def test_saving_over_a_newer_version_is_refused_not_overwritten(open_page: Any, board: Board) -> None:
+    page = open_page("erin")
+    title = unique("Contested")
+    create_task(page, title)
+    card(page, title).get_by_test_id("task-edit").click()  # the editor holds version 1
+    task_id = card(page, title).get_attribute("data-task-id")
+    metadata = [("authorization", f"Bearer {board.token('erin')}")] if board.secret else []
+    board.server.stub().UpdateTask(
+        pb.UpdateTaskRequest(id=task_id, description="changed elsewhere"), metadata=metadata
+    )
+    expect(card(page, title)).to_contain_text("changed elsewhere")  # the live view has the change
+    page.get_by_test_id("edit-title").fill(title + " (mine)")
+    page.get_by_test_id("edit-save").click()
+    expect(page.locator("#editor .editor-error")).to_contain_text("Someone else changed this task first")
+    # The editor now holds the newer version, so saving again is a deliberate overwrite that works.
+    expect(page.locator("#editor textarea[name=description]")).to_have_value("changed elsewhere")
+    task = board.server.stub().GetTask(pb.GetTaskRequest(id=task_id), metadata=metadata)
+    assert task.title == title and task.description == "changed elsewhere"
+    page.get_by_test_id("edit-title").fill(title + " (mine)")
+    page.get_by_test_id("edit-save").click()
+    expect(card(page, title + " (mine)")).to_have_count(1)

@@ -68,7 +68,7 @@ function say(message: string): void {
 
 function explain(error: unknown): string {
   const err = ConnectError.from(error);
-  if (err.code === Code.Aborted) return "Someone else changed this task first; it now shows their version.";
+  if (err.code === Code.Aborted) return "Someone else changed this task first; the editor now shows their version.";
   if (err.code === Code.Unauthenticated) return "Your sign-in is missing or has expired.";
   return err.rawMessage || "The request failed.";
 }
@@ -109,7 +109,7 @@ function openEditor(task: Task): void {
   field(editForm, "assignee").value = task.assignedTo;
   field(editForm, "due").value = dueToInput(task);
   editForm.querySelector(".editor-error")!.textContent = "";
-  editor.showModal();
+  if (!editor.open) editor.showModal();
 }
 
 async function saveEdit(): Promise<void> {
@@ -134,6 +134,9 @@ async function saveEdit(): Promise<void> {
     live?.applyLocal(await client.updateTask(request));
     editor.close();
   } catch (error) {
+    const latest = live?.tasks.get(editing.id);
+    // On a version conflict, show the newer version the live view already has, then say why.
+    if (ConnectError.from(error).code === Code.Aborted && latest) openEditor(latest);
     editForm.querySelector(".editor-error")!.textContent = explain(error);
   }
 }
