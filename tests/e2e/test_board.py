@@ -65,6 +65,7 @@ def unique(name: str) -> str:
 def test_task_created_in_one_page_appears_live_in_the_other(open_page: Any, artifacts: Path) -> None:
     alice = open_page("alice")
     bob = open_page("bob")
+    assert "token" not in alice.url  # moved into session storage, out of the address and history
     title = unique("Review the board")
     create_task(alice, title, assignee="bob", labels="web, e2e")
     arrived = card(bob, title)
