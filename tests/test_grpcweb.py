@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import struct
 import threading
 import time
@@ -454,10 +455,14 @@ def test_access_rules_are_the_grpc_ports(jwt_server: tuple[ServerProcess, str]) 
 
 def test_rate_limit_refuses_with_retry_info(jwt_server: tuple[ServerProcess, str]) -> None:
     server, secret = jwt_server
-    codes = [
-        call(server.http_url, "ListTasks", frame(pb.ListTasksRequest()), **bearer(secret, "hasty"))[1]
-        for _ in range(10)
-    ]
+    headers = bearer(secret, "hasty")
+    with concurrent.futures.ThreadPoolExecutor(10) as pool:  # a burst far above 2/s, even under load
+        codes = list(
+            pool.map(
+                lambda _: call(server.http_url, "ListTasks", frame(pb.ListTasksRequest()), **headers)[1],
+                range(20),
+            )
+        )
     refused = [r for r in codes if r.code == code_pb2.RESOURCE_EXHAUSTED]
     assert refused, [r.code for r in codes]
     retry = error_details_pb2.RetryInfo()
@@ -478,6 +483,7 @@ def test_streams_per_user_are_bounded(jwt_server: tuple[ServerProcess, str]) -> 
             server.http_url, "WatchTasks", frame(pb.WatchTasksRequest()), **bearer(secret, "watcher")
         )
         assert second.code == code_pb2.RESOURCE_EXHAUSTED
+        assert "streams may be open" in second.message
     # Closing the first stream gives the slot back.
     deadline = time.monotonic() + 5
     while True:
@@ -490,16 +496,19 @@ def test_streams_per_user_are_bounded(jwt_server: tuple[ServerProcess, str]) -> 
         )
         if again.code == code_pb2.DEADLINE_EXCEEDED or time.monotonic() > deadline:
             break
-        time.sleep(0.1)
+        time.sleep(0.6)  # within the server's 2 calls per second
     assert again.code == code_pb2.DEADLINE_EXCEEDED
 
 
 def test_routes_added_after_the_board_still_win(tmp_path: Path) -> None:
-    """The board answers only what no route claims (so /metrics and the API are never shadowed)."""
+    """The board answers only what no route claims (so /metrics, the API and any later route win)."""
     import asyncio
 
+    from grpc_health.v1 import health
     from starlette.responses import PlainTextResponse
 
+    from taskservice.readiness import Readiness
+    from taskservice.store import open_store
     from taskservice.transport import http
 
     board = tmp_path / "board"
@@ -507,14 +516,48 @@ def test_routes_added_after_the_board_still_win(tmp_path: Path) -> None:
     (board / "index.html").write_text("<title>board</title>")
 
     async def scenario() -> None:
-        app = http.build_app(asyncio.Event(), web_dir=board)
-        app.add_route("/metrics", lambda _: PlainTextResponse("metrics"))
+        draining = asyncio.Event()
+        readiness = Readiness(
+            open_store("memory://", str(tmp_path)), health.aio.HealthServicer(), draining, ("",)
+        )
+        app = http.build_app(draining, readiness, web_dir=board)
+        app.add_route("/added-later", lambda _: PlainTextResponse("added later"))
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://board"
         ) as client:
-            assert (await client.get("/metrics")).text == "metrics"
+            assert (await client.get("/added-later")).text == "added later"
+            assert (await client.get("/metrics")).text.startswith("# HELP")
             assert "<title>board</title>" in (await client.get("/")).text
             assert (await client.get("/healthz")).json() == {"status": "ok"}
             assert (await client.get("/nope")).status_code == 404
 
     asyncio.run(scenario())
+
+
+# -- observation: the same metrics series, access log and request ids as the gRPC port -------------
+
+
+def _handled(metrics_text: str, method: str, code: str) -> float:
+    for line in metrics_text.splitlines():
+        labels = f'grpc_method="{method}"' in line and f'grpc_code="{code}"' in line
+        if line.startswith("grpc_server_handled_total{") and labels:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_grpc_web_calls_are_counted_logged_and_given_a_request_id(fresh_server: ServerProcess) -> None:
+    fresh_server.start()
+    before = httpx.get(fresh_server.http_url + "/metrics").text
+    answer, reply = call(
+        fresh_server.http_url,
+        "GetTask",
+        frame(pb.GetTaskRequest(id="0190f1c2-0000-7000-8000-000000000000")),
+        **{"x-request-id": "web-req-1"},
+    )
+    assert reply.code == code_pb2.NOT_FOUND
+    assert answer.headers["x-request-id"] == "web-req-1"
+    after = httpx.get(fresh_server.http_url + "/metrics").text
+    assert _handled(after, "GetTask", "NotFound") == _handled(before, "GetTask", "NotFound") + 1
+    fresh_server.stop()
+    access = [line for line in fresh_server.log().splitlines() if "web-req-1" in line]
+    assert access and "GetTask" in access[0] and "NotFound" in access[0]

@@ -135,7 +135,7 @@ async def start(settings: Settings) -> Server:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     readiness = Readiness(store, health_servicer, shutdown, ("", grpc_transport.SERVICE_NAME))
     metrics.watch_window(window)
-    grpc_web = GrpcWebTransport(service, admission, shutdown, settings.max_message_bytes)
+    grpc_web = GrpcWebTransport(service, admission, shutdown, settings.max_message_bytes, tracer=tracer)
     app = http.build_app(
         shutdown,
         readiness,

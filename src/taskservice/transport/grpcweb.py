@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+import grpc
 import structlog
 from google.protobuf import empty_pb2
 from google.protobuf.message import DecodeError, Message
@@ -32,7 +33,9 @@ from starlette.types import Receive, Scope, Send
 from taskservice.admission import Admission
 from taskservice.api import task_service_pb2 as pb
 from taskservice.errors import Code, DomainError, InvalidArgument, ResourceExhausted, Unavailable
+from taskservice.metrics import MethodMetrics
 from taskservice.model import Caller
+from taskservice.observability import REQUEST_ID_HEADER, CallObserver
 from taskservice.service import TaskService
 from taskservice.transport.status import internal_status, to_status
 
@@ -43,6 +46,7 @@ TRAILER_FLAG = 0x80
 COMPRESSED_FLAG = 0x01
 _PREFIX = struct.Struct(">BI")
 _TIMEOUT = re.compile(r"^(\d{1,8})([HMSmun])$")
+_STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
 _TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 
 
@@ -142,6 +146,13 @@ class _Method:
     server_streams: bool = False
 
     @property
+    def rpc_type(self) -> str:
+        """The method's shape as the metrics name it (the same series as the gRPC port's)."""
+        if self.single_request:
+            return "server_stream" if self.server_streams else "unary"
+        return "bidi_stream" if self.server_streams else "client_stream"
+
+    @property
     def is_stream(self) -> bool:
         """Holds one of the caller's stream slots while open, as on the gRPC port."""
         return self.server_streams or not self.single_request
@@ -169,12 +180,18 @@ class GrpcWebTransport:
         admission: Admission,
         shutdown: asyncio.Event,
         max_message_bytes: int = 4 * 1024 * 1024,
+        *,
+        tracer: Any | None = None,
     ) -> None:
         self._service = service
         self._admission = admission
         self._shutdown = shutdown
         self._max_message_bytes = max_message_bytes
         self._methods = self._method_table()
+        self._observers = {
+            name: CallObserver(SERVICE_PATH + name, method.rpc_type, tracer=tracer)
+            for name, method in self._methods.items()
+        }
 
     def _method_table(self) -> dict[str, _Method]:
         s = self._service
@@ -224,7 +241,10 @@ class GrpcWebTransport:
             return
         call = _Call(mode, send)
         body = await self._read_body(receive)
-        responder = asyncio.ensure_future(self._respond(call, scope["path"], headers, body))
+        peer = scope.get("client") or ("", 0)
+        responder = asyncio.ensure_future(
+            self._respond(call, scope["path"], headers, body, f"{peer[0]}:{peer[1]}")
+        )
         disconnected = asyncio.ensure_future(_disconnect(receive))
         try:
             await asyncio.wait({responder, disconnected}, return_when=asyncio.FIRST_COMPLETED)
@@ -257,20 +277,39 @@ class GrpcWebTransport:
             if not message.get("more_body", False):
                 return None if too_big else b"".join(chunks)
 
-    async def _respond(self, call: _Call, path: str, headers: dict[str, str], body: bytes | None) -> None:
-        # Every call ends here with exactly one status: the one place to observe gRPC-Web calls.
-        await call.finish(await self._run(call, path, headers, body))
+    async def _respond(
+        self, call: _Call, path: str, headers: dict[str, str], body: bytes | None, peer: str
+    ) -> None:
+        """Run the call under its method's CallObserver (metrics, access line, span), as on the gRPC
+        port; a call cancelled by its client's disconnect is observed as CANCELLED."""
+        name = path.removeprefix(SERVICE_PATH)
+        method, observer = self._methods.get(name), self._observers.get(name)
+        if method is None or observer is None:  # no series for made-up names
+            await call.finish(status_pb2.Status(code=Code.UNIMPLEMENTED, message=f"unknown method {path}"))
+            return
+        record = observer.begin(headers.items())
+        record.peer = peer
+        call.request_id = record.request_id
+        code = grpc.StatusCode.CANCELLED
+        try:
+            status = await self._run(call, method, observer.metrics, headers, body)
+            code = _STATUS_CODES.get(status.code, grpc.StatusCode.UNKNOWN)
+            await call.finish(status)
+        finally:
+            observer.finish(record, code)
 
     async def _run(
-        self, call: _Call, path: str, headers: dict[str, str], body: bytes | None
+        self,
+        call: _Call,
+        method: _Method,
+        metrics: MethodMetrics,
+        headers: dict[str, str],
+        body: bytes | None,
     ) -> status_pb2.Status:
         """Admit and run the call, streaming its replies; returns the status that ends it."""
         try:
             if self._shutdown.is_set():
                 raise Unavailable("the server is shutting down; retry on another instance or later")
-            method = self._methods.get(path.removeprefix(SERVICE_PATH))
-            if method is None:
-                return status_pb2.Status(code=Code.UNIMPLEMENTED, message=f"unknown method {path}")
             if headers.get("grpc-encoding", "identity") != "identity":
                 return status_pb2.Status(
                     code=Code.UNIMPLEMENTED, message="compressed requests are not supported"
@@ -278,6 +317,8 @@ class GrpcWebTransport:
             if body is None:
                 raise ResourceExhausted(f"the request is larger than {self._max_message_bytes} bytes")
             payloads = self._payloads(call.mode, body)
+            for _ in payloads:
+                metrics.received()
             if method.single_request and len(payloads) != 1:
                 raise InvalidArgument.field("request", "expected exactly one request message")
             # Headers are the call's metadata, exactly as gRPC clients send them on the gRPC port.
@@ -291,6 +332,7 @@ class GrpcWebTransport:
                 async with asyncio.timeout(parse_timeout(headers.get("grpc-timeout"))):
                     async for reply in replies:
                         await call.message(reply)
+                        metrics.sent()
             finally:
                 if release is not None:
                     release()
@@ -302,7 +344,7 @@ class GrpcWebTransport:
         except ProtocolError as error:
             return to_status(InvalidArgument.field("body", str(error)))
         except Exception:
-            log.exception("grpcweb.internal_error", path=path)
+            log.exception("grpcweb.internal_error", method=method.request_type.DESCRIPTOR.full_name)
             return internal_status()
 
     def _payloads(self, mode: Mode, body: bytes) -> list[bytes]:
@@ -342,11 +384,14 @@ class _Call:
         self.mode = mode
         self._send = send
         self._started = False
+        self.request_id = ""
 
     async def start(self) -> None:
         if not self._started:
             self._started = True
             headers = [(b"content-type", self.mode.content_type.encode()), (b"cache-control", b"no-store")]
+            if self.request_id:
+                headers.append((REQUEST_ID_HEADER.encode(), self.request_id.encode("latin-1")))
             await self._send({"type": "http.response.start", "status": 200, "headers": headers})
 
     async def message(self, reply: Reply) -> None:

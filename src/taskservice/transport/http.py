@@ -25,7 +25,7 @@ from taskservice.transport.grpcweb import SERVICE_PATH
 
 # Request headers gRPC-Web clients send (grpc-web and connect-web) besides custom metadata.
 _GRPC_WEB_HEADERS = ("content-type", "x-grpc-web", "x-user-agent", "grpc-timeout", "authorization")
-_GRPC_WEB_EXPOSED = ("grpc-status", "grpc-message", "grpc-status-details-bin")
+_GRPC_WEB_EXPOSED = ("grpc-status", "grpc-message", "grpc-status-details-bin", "x-request-id")
 
 _NOT_BUILT = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>TaskService</title>
