@@ -1,4 +1,7 @@
-// A small panel fed by the server's own Prometheus /metrics: a few totals, refreshed while open.
+// A small panel fed by the server's own Prometheus /metrics, refreshed while open.
+//
+// It shows a few figures a board user cares about when the server exports TaskService's metric
+// families, and otherwise the totals of whatever families it finds, so it works with any exporter.
 
 import { h } from "./dom";
 
@@ -7,39 +10,57 @@ const MAX_ROWS = 12;
 // Families every Prometheus client exports: not about this service.
 const GENERIC = /^(python_|process_|go_)/;
 
-interface Family {
-  help: string;
+export interface Sample {
+  name: string;
+  labels: Record<string, string>;
   value: number;
 }
 
-/** Sum every sample of each metric family (counters across labels, gauges across instances). */
-export function summarise(text: string): Map<string, Family> {
-  const help = new Map<string, string>();
-  const families = new Map<string, Family>();
+export function parse(text: string): Sample[] {
+  const samples: Sample[] = [];
   for (const line of text.split("\n")) {
-    if (line.startsWith("# HELP ")) {
-      const [name, ...rest] = line.slice(7).split(" ");
-      help.set(name, rest.join(" "));
-      continue;
-    }
     if (!line || line.startsWith("#")) continue;
-    const match = /^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)/.exec(line);
-    if (!match || GENERIC.test(match[1]) || /_(bucket|created)$/.test(match[1])) continue;
+    const match = /^([a-zA-Z_:][\w:]*)(?:\{([^}]*)\})?\s+(\S+)/.exec(line);
+    if (!match) continue;
     const value = Number(match[3]);
     if (!Number.isFinite(value)) continue;
-    const name = match[1];
-    const family = families.get(name) ?? { help: "", value: 0 };
-    family.value += value;
-    families.set(name, family);
+    const labels: Record<string, string> = {};
+    for (const pair of (match[2] ?? "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[pair[1]] = pair[2];
+    samples.push({ name: match[1], labels, value });
   }
-  for (const [name, family] of families) {
-    family.help = help.get(name) ?? help.get(name.replace(/_(total|sum|count)$/, "")) ?? "";
-  }
-  return families;
+  return samples;
 }
 
-function formatValue(value: number): string {
-  return Number.isInteger(value) ? value.toLocaleString() : value.toFixed(3);
+function total(samples: Sample[], name: string, keep: (s: Sample) => boolean = () => true): number | null {
+  const matching = samples.filter((s) => s.name === name && keep(s));
+  return matching.length ? matching.reduce((sum, s) => sum + s.value, 0) : null;
+}
+
+/** Rows of (label, value) for the panel. */
+export function summarise(samples: Sample[]): Array<[string, string]> {
+  const rows: Array<[string, number | null, (v: number) => string]> = [];
+  const count = (v: number) => v.toLocaleString();
+  const sum = total(samples, "grpc_server_handling_seconds_sum");
+  const calls = total(samples, "grpc_server_handling_seconds_count");
+  const handled = total(samples, "grpc_server_handled_total");
+  const failed = (s: Sample) => s.labels.grpc_code !== "OK";
+  rows.push(
+    ["Tasks", total(samples, "taskservice_tasks"), count],
+    ["Open watches", total(samples, "taskservice_watchers"), count],
+    ["Calls handled", handled, count],
+    ["Failed calls", handled === null ? null : (total(samples, "grpc_server_handled_total", failed) ?? 0), count],
+    ["Mean call time", sum !== null && calls ? sum / calls : null, (v) => `${(v * 1000).toFixed(1)} ms`],
+    ["Events appended", total(samples, "taskservice_events_appended_total"), count],
+    ["Rate-limited calls", total(samples, "taskservice_rate_limited_total"), count],
+  );
+  const known = rows.filter(([, value]) => value !== null).map(([label, value, show]) => [label, show(value!)]);
+  if (known.length) return known as Array<[string, string]>;
+  const families = new Map<string, number>();
+  for (const s of samples) {
+    if (GENERIC.test(s.name) || /_(bucket|created)$/.test(s.name)) continue;
+    families.set(s.name, (families.get(s.name) ?? 0) + s.value);
+  }
+  return [...families].slice(0, MAX_ROWS).map(([name, value]) => [name, count(value)]);
 }
 
 export function startMetricsPanel(panel: HTMLDetailsElement, body: HTMLElement): void {
@@ -48,16 +69,14 @@ export function startMetricsPanel(panel: HTMLDetailsElement, body: HTMLElement):
     try {
       const answer = await fetch("metrics", { cache: "no-store" });
       if (!answer.ok) throw new Error(String(answer.status));
-      const families = [...summarise(await answer.text())].slice(0, MAX_ROWS);
+      const rows = summarise(parse(await answer.text()));
       body.replaceChildren(
-        families.length
+        rows.length
           ? h(
               "table",
               {},
-              h("caption", {}, "Totals since the server started"),
-              ...families.map(([name, f]) =>
-                h("tr", {}, h("th", { scope: "row", title: f.help }, name), h("td", {}, formatValue(f.value))),
-              ),
+              h("caption", {}, "Since the server started"),
+              ...rows.map(([label, value]) => h("tr", {}, h("th", { scope: "row" }, label), h("td", {}, value))),
             )
           : h("p", {}, "The server reports no metrics yet."),
       );
