@@ -9,15 +9,32 @@ from pathlib import Path
 import pytest
 
 from taskservice.api import task_service_pb2_grpc as rpc
-from tests.servers import ServerProcess
+from tests.postgres import Database, require_postgres
+from tests.servers import ReplicaSet, ServerProcess
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One durable server shared by the contract tests (each test uses its own labels/titles)."""
-    proc = ServerProcess(tmp_path_factory.mktemp("server")).start()
-    yield proc
-    proc.stop()
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """One service shared by the contract tests (each test uses its own labels/titles), once per
+    store: a durable SQLite server, then two replicas on one PostgreSQL database behind client-side
+    round-robin, so every contract test also proves that replicas behave as one service."""
+    if request.param == "sqlite":
+        proc = ServerProcess(tmp_path_factory.mktemp("server")).start()
+        yield proc
+        proc.stop()
+        return
+    require_postgres()
+    database = Database().create()
+    replicas = ReplicaSet(
+        [ServerProcess(tmp_path_factory.mktemp(f"replica{i}"), store=database.url) for i in range(2)]
+    )
+    try:
+        yield replicas.start()  # type: ignore[misc]
+    finally:
+        replicas.stop()
+        database.drop()
 
 
 @pytest.fixture

@@ -158,3 +158,42 @@ class ServerProcess:
     def restart(self) -> ServerProcess:
         self.stop()
         return self.start()
+
+
+class ReplicaSet:
+    """Several servers on one store, used like one: `stub()` round-robins calls over all of them,
+    the way a client-side load-balanced deployment does. Other attributes are the first replica's."""
+
+    def __init__(self, replicas: list[ServerProcess]) -> None:
+        self.replicas = replicas
+        self._channels: list[grpc.Channel] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.replicas[0], name)
+
+    def start(self) -> ReplicaSet:
+        for replica in self.replicas:
+            replica.start()
+        return self
+
+    def channel(self) -> grpc.Channel:
+        targets = ",".join(r.grpc_addr for r in self.replicas)
+        channel = grpc.insecure_channel(f"ipv4:{targets}", options=[("grpc.lb_policy_name", "round_robin")])
+        self._channels.append(channel)
+        return channel
+
+    def stub(self) -> rpc.TaskServiceStub:
+        return rpc.TaskServiceStub(self.channel())
+
+    def log(self) -> str:
+        return "\n".join(r.log() for r in self.replicas)
+
+    def stop(self) -> None:
+        for channel in self._channels:
+            channel.close()
+        for replica in self.replicas:
+            replica.stop()
+
+    def kill(self) -> None:
+        for replica in self.replicas:
+            replica.kill()

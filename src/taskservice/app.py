@@ -78,7 +78,8 @@ class Server:
         log.info("server.stopped")
 
 
-async def start(settings: Settings) -> Server:
+async def start(settings: Settings, reuse_port: bool = False) -> Server:
+    """Open the store and serve; `reuse_port` lets sibling worker processes share the ports."""
     _check_exposure(settings)
     authenticator = auth.load_authenticator(settings)
     admission = Admission(
@@ -105,7 +106,7 @@ async def start(settings: Settings) -> Server:
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ("grpc.http2.max_pings_without_data", 0),
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", int(reuse_port)),
         ("grpc.max_concurrent_streams", settings.max_streams_per_connection),
     ]
     # Telemetry first (outermost), so calls that admission refuses are counted and logged too.
@@ -125,7 +126,7 @@ async def start(settings: Settings) -> Server:
         grpc_port = grpc_server.add_secure_port(settings.grpc_addr, _grpc_credentials(tls))
     if grpc_port == 0:
         raise OSError(f"cannot listen for gRPC on {settings.grpc_addr}")
-    http_sock = http.bind(settings.http_addr)
+    http_sock = http.bind(settings.http_addr, reuse_port)
     await grpc_server.start()
 
     server = Server(settings, store, window, service, grpc_server, health_servicer, shutdown=shutdown)
@@ -229,9 +230,9 @@ def _announce_token(settings: Settings, http_url: str) -> None:
     )
 
 
-async def run(settings: Settings) -> None:
+async def run(settings: Settings, reuse_port: bool = False) -> None:
     """Start, announce where we listen, and serve until SIGTERM/SIGINT (a second one exits at once)."""
-    server = await start(settings)
+    server = await start(settings, reuse_port)
     grpc_addr = f"{_host(settings.grpc_addr)}:{server.grpc_port}"
     scheme = "https" if settings.tls_cert else "http"
     http_addr = f"{scheme}://{_host(settings.http_addr)}:{server.http_port}"

@@ -65,6 +65,9 @@ class Settings:
     web_dir: str = _setting(
         "", "folder with the built board served at / (default: web/dist of the source tree)"
     )
+    workers: int = _setting(
+        1, "server processes sharing the gRPC and HTTP ports (SO_REUSEPORT); above 1 needs PostgreSQL"
+    )
 
     @property
     def store_url(self) -> str:

@@ -114,7 +114,9 @@ class TaskService:
                     event_type=pb.EVENT_TYPE_CREATED, task=task, timestamp=now, sequence=cursor
                 )
         else:
-            cursor = self._window.head
+            # The store's head, not this process's window: with replicas, another one may have
+            # committed events this window has not received yet, and they precede this watch.
+            cursor = (await self._store.event_bounds()).head
         async for batch in self._window.follow(cursor):
             for event in batch:
                 seen = view(event)

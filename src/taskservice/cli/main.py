@@ -48,8 +48,12 @@ def serve(**values: Any) -> None:
     settings = Settings(**values)
     configure_logging(settings.log_level, settings.log_format)
     try:
+        if settings.workers > 1:
+            from taskservice.workers import serve_workers
+
+            raise SystemExit(serve_workers(settings))
         asyncio.run(run(settings))
-    except (OSError, SettingsError) as error:
+    except (OSError, SettingsError, ValueError) as error:
         raise click.ClickException(str(error)) from None
 
 
@@ -108,6 +112,25 @@ def stats(server: str, interval: float) -> None:
         show(server, interval)
     except OSError as error:
         raise click.ClickException(f"cannot read {server}/metrics: {error}") from None
+
+
+@cli.command()
+@click.option("--store", default="", envvar=env_name("store"), show_envvar=True, help="the store to migrate")
+@click.option("--data-dir", default="./data", envvar=env_name("data_dir"), show_envvar=True)
+def migrate(store: str, data_dir: str) -> None:
+    """Apply pending schema migrations and exit (the server also applies them when it starts)."""
+    from taskservice.store import open_store
+
+    async def apply() -> None:
+        opened = open_store(Settings(store=store).store_url, data_dir)
+        await opened.open()
+        await opened.close()
+
+    try:
+        asyncio.run(apply())
+    except (OSError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo("migrations applied")
 
 
 def main() -> None:

@@ -22,4 +22,8 @@ def open_store(url: str, data_dir: str) -> TaskStore:
         elif not path.is_absolute():
             path = Path(data_dir) / path
         return SQLiteStore(str(path))
+    if url.startswith(("postgresql://", "postgres://")):
+        from taskservice.store.postgres import PostgresStore
+
+        return PostgresStore(url)
     raise ValueError(f"unsupported store URL {url!r}: use sqlite:///PATH, memory:// or postgresql://…")

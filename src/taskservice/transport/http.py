@@ -114,13 +114,16 @@ def _board(web_dir: Path) -> ASGIApp:
     return Route("/{path:path}", not_built)
 
 
-def bind(addr: str) -> socket.socket:
-    """Bind the HTTP socket ourselves so port 0 works and the real port can be reported."""
+def bind(addr: str, reuse_port: bool = False) -> socket.socket:
+    """Bind the HTTP socket ourselves so port 0 works and the real port can be reported.
+    `reuse_port`: several worker processes listen on the same port and the kernel spreads clients."""
     host, _, port = addr.rpartition(":")
     host = host.strip("[]") or "0.0.0.0"
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, int(port)))
     sock.listen(1024)
     sock.set_inheritable(True)

@@ -1,0 +1,513 @@
+"""The shared store: PostgreSQL through an asyncpg pool, for many replicas on one database.
+
+Every change runs in one transaction: lock the task row (`FOR UPDATE`), let the service's callback
+decide, write the task, then append its events by bumping the single `event_log` row. That row lock
+is taken last and held until commit, so writers number their events in commit order: a reader that
+has seen sequence N never later meets a smaller committed number, on any replica. The same statement
+sends a NOTIFY; each replica LISTENs on a dedicated connection and, when woken, reads the log after
+the last event it delivered, so events committed by other replicas reach its watchers in order.
+Connection failures surface as `Unavailable`; the pool and the listener reconnect on their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+import structlog
+
+from taskservice.api import task_service_pb2 as pb
+from taskservice.errors import AlreadyExists, DomainError, NotFound, Unavailable
+from taskservice.model import due_key, now_us, us_from_timestamp
+from taskservice.paging import PageQuery, TaskFilter
+from taskservice.store import sql
+from taskservice.store.base import Change, Check, EventBounds, EventListener, NewTask, StoredEvent
+from taskservice.store.migrations import migrations
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+Connection = Any  # asyncpg.Connection or a pool proxy of one; asyncpg ships no usable stubs
+
+CHANNEL = "taskservice_events"
+_MIGRATION_LOCK = 7_311_540_001  # pg_advisory_lock key: one replica migrates, the others wait
+_POOL_SIZE = 10
+_CONNECT_TIMEOUT = 5.0
+_COMMAND_TIMEOUT = 15.0
+_POLL_EVERY = 2.0  # the listener also re-reads the log this often, in case a NOTIFY was missed
+_RECONNECT_MAX = 2.0
+_LOG_BATCH = 1000
+
+# Errors that mean "the database is not reachable right now", as opposed to a bug or a bad query.
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.InternalClientError,
+)
+_RETRYABLE = (asyncpg.exceptions.TransactionRollbackError,)  # serialization failure, deadlock
+
+_APPEND_EVENTS = f"""
+WITH log AS (UPDATE event_log SET head = head + $1 WHERE id = 1 RETURNING head),
+added AS (
+    INSERT INTO events (sequence, event_type, task_id, occurred_us, triggered_by, task, previous)
+    SELECT log.head - $1 + e.n, e.event_type, e.task_id, e.occurred_us, e.triggered_by, e.task, e.previous
+    FROM log, unnest($2::int[], $3::text[], $4::bigint[], $5::text[], $6::bytea[], $7::bytea[])
+        WITH ORDINALITY AS e(event_type, task_id, occurred_us, triggered_by, task, previous, n)
+)
+SELECT log.head, pg_notify('{CHANNEL}', log.head::text) FROM log
+"""
+_EVENT_COLUMNS = "sequence, event_type, occurred_us, triggered_by, task, previous"
+_INSERT_TASK = "INSERT INTO tasks VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+_INSERT_LABEL = "INSERT INTO task_labels VALUES ($1, $2) ON CONFLICT DO NOTHING"
+
+
+def _dollar(n: int) -> str:
+    return f"${n}"
+
+
+def _unavailable(exc: BaseException) -> Unavailable:
+    log.warning("store.unavailable", error=type(exc).__name__, detail=str(exc)[:200])
+    return Unavailable("the task store is unavailable; retry shortly")
+
+
+def _event_from_row(row: Any) -> StoredEvent:
+    return StoredEvent(
+        sequence=row["sequence"],
+        event_type=row["event_type"],
+        task=pb.Task.FromString(row["task"]),
+        previous=pb.Task.FromString(row["previous"]) if row["previous"] is not None else None,
+        occurred_us=row["occurred_us"],
+        triggered_by=row["triggered_by"],
+    )
+
+
+class PostgresStore:
+    """TaskStore on PostgreSQL; any number of processes may share one database."""
+
+    def __init__(self, dsn: str, pool_size: int = _POOL_SIZE) -> None:
+        self._dsn = dsn
+        self._pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+        self._listeners: list[EventListener] = []
+        self._delivered = 0  # the newest sequence handed to listeners; they get every one after it
+        self._wake = asyncio.Event()
+        self._follower: asyncio.Task[None] | None = None
+        self._closing = False
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await self.migrate()
+        self._pool = await asyncpg.create_pool(
+            self._dsn,
+            min_size=1,
+            max_size=self._pool_size,
+            timeout=_CONNECT_TIMEOUT,
+            command_timeout=_COMMAND_TIMEOUT,
+        )
+        self._delivered = (await self.event_bounds()).head
+        self._follower = asyncio.create_task(self._follow(), name="postgres-listener")
+        log.info("store.opened", kind="postgresql", head=self._delivered)
+
+    async def migrate(self) -> None:
+        """Apply pending migrations under an advisory lock, so replicas starting together do not race."""
+        conn = await asyncpg.connect(self._dsn, timeout=_CONNECT_TIMEOUT)
+        try:
+            await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_us BIGINT NOT NULL)"
+            )
+            applied = {row[0] for row in await conn.fetch("SELECT version FROM schema_migrations")}
+            for migration in migrations("postgres"):
+                if migration.version in applied:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(migration.sql)
+                    await conn.execute(
+                        "INSERT INTO schema_migrations VALUES ($1, $2, $3)",
+                        migration.version,
+                        migration.name,
+                        now_us(),
+                    )
+                log.info("store.migrated", version=migration.version, name=migration.name)
+        finally:
+            with contextlib.suppress(*_CONNECTION_ERRORS):
+                await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+            await conn.close()
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._follower is not None:
+            self._follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follower
+            self._follower = None
+        if self._pool is not None:
+            with contextlib.suppress(*_CONNECTION_ERRORS):
+                await asyncio.wait_for(self._pool.close(), 5)
+            self._pool = None
+
+    def subscribe(self, listener: EventListener) -> None:
+        self._listeners.append(listener)
+
+    # -- event delivery -----------------------------------------------------------------------
+
+    def _deliver(self, events: list[StoredEvent]) -> None:
+        """Hand listeners the events after `_delivered`; a batch that would leave a gap waits for the
+        listener task, which reads the log in order."""
+        fresh = [e for e in events if e.sequence > self._delivered]
+        if not fresh:
+            return
+        if fresh[0].sequence != self._delivered + 1:
+            self._wake.set()
+            return
+        self._delivered = fresh[-1].sequence
+        for listener in self._listeners:
+            listener(fresh)
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        with contextlib.suppress(ValueError):
+            if int(payload) <= self._delivered:
+                return  # our own commit, already delivered
+        self._wake.set()
+
+    async def _follow(self) -> None:
+        """LISTEN for commits from every replica and deliver the log after `_delivered`, forever."""
+        delay = 0.1
+        while not self._closing:
+            conn: Any = None
+            try:
+                conn = await asyncpg.connect(self._dsn, timeout=_CONNECT_TIMEOUT)
+                conn.add_termination_listener(lambda _: self._wake.set())
+                await conn.add_listener(CHANNEL, self._on_notify)
+                log.info("store.listening", after=self._delivered)
+                delay = 0.1
+                while not conn.is_closed():
+                    self._wake.clear()
+                    await self._catch_up(conn)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), _POLL_EVERY)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("store.listener_lost", error=type(exc).__name__, retry_in=delay)
+            finally:
+                if conn is not None:
+                    conn.terminate()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RECONNECT_MAX)
+
+    async def _catch_up(self, conn: Connection) -> None:
+        while True:
+            rows = await conn.fetch(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE sequence > $1 ORDER BY sequence LIMIT $2",
+                self._delivered,
+                _LOG_BATCH,
+            )
+            if not rows:
+                return
+            events = [_event_from_row(row) for row in rows]
+            if events[0].sequence > self._delivered + 1:
+                # The log was pruned past us (this replica was cut off for longer than the retention):
+                # move on; watchers that needed the lost events get OUT_OF_RANGE from the window.
+                log.warning("store.events_skipped", after=self._delivered, next=events[0].sequence)
+                self._delivered = events[0].sequence - 1
+            self._deliver(events)
+            if len(rows) < _LOG_BATCH:
+                return
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    @property
+    def _db(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise Unavailable("the task store is closed")
+        return self._pool
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Connection]:
+        async with self._db.acquire(timeout=_CONNECT_TIMEOUT) as conn:
+            yield conn
+
+    async def _transaction(self, work: Callable[[Connection], Awaitable[T]], *, retries: int = 2) -> T:
+        """Run `work` in a transaction. Connection failures before COMMIT is sent are retried (nothing
+        was written); after it, the outcome is unknown and the caller gets UNAVAILABLE."""
+        attempt = 0
+        while True:
+            committing = False
+            try:
+                async with self._connection() as conn:
+                    tx = conn.transaction()
+                    await tx.start()
+                    try:
+                        result = await work(conn)
+                    except BaseException:
+                        with contextlib.suppress(*_CONNECTION_ERRORS):
+                            await tx.rollback()
+                        raise
+                    committing = True
+                    await tx.commit()
+                    return result
+            except DomainError:
+                raise
+            except _RETRYABLE as exc:
+                if attempt >= retries:
+                    raise _unavailable(exc) from None
+            except _CONNECTION_ERRORS as exc:
+                self._db.expire_connections()
+                if committing or attempt >= retries:
+                    raise _unavailable(exc) from None
+            attempt += 1
+
+    async def _read(self, work: Callable[[Connection], Awaitable[T]]) -> T:
+        """Run a read, once more on a fresh connection if the first one turns out to be dead."""
+        for attempt in range(2):
+            try:
+                async with self._connection() as conn:
+                    return await work(conn)
+            except _CONNECTION_ERRORS as exc:
+                self._db.expire_connections()
+                if attempt:
+                    raise _unavailable(exc) from None
+        raise AssertionError("unreachable")
+
+    async def ping(self) -> None:
+        async def probe(conn: Connection) -> None:
+            await conn.fetchval("SELECT 1", timeout=_CONNECT_TIMEOUT)
+
+        await self._read(probe)
+
+    async def secret(self, name: str) -> bytes:
+        key = f"secret:{name}"
+
+        async def create(conn: Connection) -> bytes:
+            await conn.execute("INSERT INTO meta VALUES ($1, $2) ON CONFLICT DO NOTHING", key, os.urandom(32))
+            return bytes(await conn.fetchval("SELECT value FROM meta WHERE key = $1", key))
+
+        return await self._transaction(create)
+
+    # -- writes -------------------------------------------------------------------------------
+
+    async def _append(
+        self, conn: Connection, changes: list[tuple[int, pb.Task, pb.Task | None, str]]
+    ) -> list[StoredEvent]:
+        """Append events for `changes` (type, task, previous, triggered_by); must be the last
+        statement before COMMIT, because it holds the event-log lock until then."""
+        if not changes:
+            return []
+        occurred = now_us()
+        head = await conn.fetchval(
+            _APPEND_EVENTS,
+            len(changes),
+            [c[0] for c in changes],
+            [c[1].id for c in changes],
+            [occurred] * len(changes),
+            [c[3] for c in changes],
+            [c[1].SerializeToString() for c in changes],
+            [c[2].SerializeToString() if c[2] is not None else None for c in changes],
+            column=0,
+        )
+        first = head - len(changes) + 1
+        return [
+            StoredEvent(first + i, kind, task, previous, occurred, by)
+            for i, (kind, task, previous, by) in enumerate(changes)
+        ]
+
+    async def create_many(self, items: list[NewTask]) -> list[pb.Task | DomainError]:
+        async def work(conn: Connection) -> tuple[list[pb.Task | DomainError], list[StoredEvent]]:
+            results: list[pb.Task | DomainError] = []
+            fresh: list[pb.Task] = []
+            for item in items:
+                if item.request_id and not await _claim_request(conn, item):
+                    results.append(await _earlier_request(conn, item))
+                    continue
+                fresh.append(item.task)
+                results.append(item.task)
+            if fresh:
+                await conn.executemany(_INSERT_TASK, [_task_row(task) for task in fresh])
+                labels = [(label, task.id) for task in fresh for label in task.labels]
+                if labels:
+                    await conn.executemany(_INSERT_LABEL, labels)
+            events = await self._append(
+                conn, [(pb.EVENT_TYPE_CREATED, task, None, task.created_by) for task in fresh]
+            )
+            return results, events
+
+        results, events = await self._transaction(work)
+        self._deliver(events)
+        return results
+
+    async def update(self, task_id: str, change: Change, triggered_by: str) -> pb.Task:
+        async def work(conn: Connection) -> tuple[pb.Task, list[StoredEvent]]:
+            current = await _lock(conn, task_id)
+            updated = change(current)
+            if updated is None:
+                return current, []
+            await conn.execute(
+                "UPDATE tasks SET assigned_to = $1, status = $2, priority = $3, updated_us = $4, "
+                "due_key = $5, body = $6 WHERE id = $7",
+                updated.assigned_to,
+                updated.status,
+                updated.priority,
+                us_from_timestamp(updated.updated_at),
+                due_key(updated),
+                updated.SerializeToString(),
+                task_id,
+            )
+            if list(updated.labels) != list(current.labels):
+                await conn.execute("DELETE FROM task_labels WHERE task_id = $1", task_id)
+                if updated.labels:
+                    await conn.executemany(_INSERT_LABEL, [(label, task_id) for label in updated.labels])
+            events = await self._append(conn, [(pb.EVENT_TYPE_UPDATED, updated, current, triggered_by)])
+            return updated, events
+
+        task, events = await self._transaction(work)
+        self._deliver(events)
+        return task
+
+    async def delete(self, task_id: str, check: Check, triggered_by: str) -> pb.Task:
+        async def work(conn: Connection) -> tuple[pb.Task, list[StoredEvent]]:
+            current = await _lock(conn, task_id)
+            check(current)
+            await conn.execute("DELETE FROM tasks WHERE id = $1", task_id)
+            await conn.execute("DELETE FROM task_labels WHERE task_id = $1", task_id)
+            events = await self._append(conn, [(pb.EVENT_TYPE_DELETED, current, None, triggered_by)])
+            return current, events
+
+        task, events = await self._transaction(work)
+        self._deliver(events)
+        return task
+
+    async def prune(self, events_before_us: int, keep_events: int, keys_before_us: int) -> int:
+        async def work(conn: Connection) -> int:
+            head = await conn.fetchval("SELECT head FROM event_log WHERE id = 1")
+            by_time = await conn.fetchval(
+                "SELECT coalesce(max(sequence), 0) FROM events WHERE occurred_us < $1", events_before_us
+            )
+            cut = max(by_time, head - keep_events)
+            removed = await conn.fetchval(
+                "WITH gone AS (DELETE FROM events WHERE sequence <= $1 RETURNING 1) SELECT count(*) FROM gone",
+                cut,
+            )
+            await conn.execute("DELETE FROM idempotency_keys WHERE created_us < $1", keys_before_us)
+            if removed:
+                await conn.execute("UPDATE event_log SET horizon = greatest(horizon, $1) WHERE id = 1", cut)
+            return int(removed)
+
+        return await self._transaction(work)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    async def get(self, task_id: str) -> pb.Task | None:
+        async def work(conn: Connection) -> pb.Task | None:
+            body = await conn.fetchval("SELECT body FROM tasks WHERE id = $1", task_id)
+            return pb.Task.FromString(body) if body is not None else None
+
+        return await self._read(work)
+
+    async def list_page(self, query: PageQuery) -> list[pb.Task]:
+        params = sql.Params(_dollar)
+        statement = sql.page_sql(query, params)
+
+        async def work(conn: Connection) -> list[pb.Task]:
+            return [pb.Task.FromString(row[0]) for row in await conn.fetch(statement, *params.values)]
+
+        return await self._read(work)
+
+    async def count(self, task_filter: TaskFilter) -> int:
+        params = sql.Params(_dollar)
+        statement = sql.count_sql(task_filter, params)
+
+        async def work(conn: Connection) -> int:
+            return int(await conn.fetchval(statement, *params.values))
+
+        return await self._read(work)
+
+    async def snapshot(self, task_filter: TaskFilter) -> tuple[list[pb.Task], int]:
+        params = sql.Params(_dollar)
+        statement = sql.snapshot_sql(task_filter, params)
+
+        async def work(conn: Connection) -> tuple[list[pb.Task], int]:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                head = await conn.fetchval("SELECT head FROM event_log WHERE id = 1")
+                rows = await conn.fetch(statement, *params.values)
+            return [pb.Task.FromString(row[0]) for row in rows], int(head)
+
+        return await self._read(work)
+
+    async def events_after(self, sequence: int, limit: int) -> list[StoredEvent]:
+        async def work(conn: Connection) -> list[StoredEvent]:
+            rows = await conn.fetch(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE sequence > $1 ORDER BY sequence LIMIT $2",
+                sequence,
+                limit,
+            )
+            return [_event_from_row(row) for row in rows]
+
+        return await self._read(work)
+
+    async def event_bounds(self) -> EventBounds:
+        async def work(conn: Connection) -> EventBounds:
+            row = await conn.fetchrow("SELECT head, horizon FROM event_log WHERE id = 1")
+            return EventBounds(horizon=int(row["horizon"]), head=int(row["head"]))
+
+        return await self._read(work)
+
+
+async def _lock(conn: Connection, task_id: str) -> pb.Task:
+    body = await conn.fetchval("SELECT body FROM tasks WHERE id = $1 FOR UPDATE", task_id)
+    if body is None:
+        raise NotFound.task(task_id)
+    return pb.Task.FromString(body)
+
+
+def _task_row(task: pb.Task) -> tuple[object, ...]:
+    return (
+        task.id,
+        task.created_by,
+        task.assigned_to,
+        task.status,
+        task.priority,
+        us_from_timestamp(task.created_at),
+        us_from_timestamp(task.updated_at),
+        due_key(task),
+        task.SerializeToString(),
+    )
+
+
+async def _claim_request(conn: Connection, item: NewTask) -> bool:
+    """Record the idempotency key; False when it exists. A concurrent claim of the same key on
+    another replica waits for that transaction, so exactly one of them creates the task."""
+    claimed = await conn.fetchval(
+        "INSERT INTO idempotency_keys VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING 1",
+        item.task.created_by,
+        item.request_id,
+        item.request_hash,
+        item.task.id,
+        now_us(),
+        item.task.SerializeToString(),
+    )
+    return claimed is not None
+
+
+async def _earlier_request(conn: Connection, item: NewTask) -> pb.Task | DomainError:
+    row = await conn.fetchrow(
+        "SELECT k.request_hash, k.response, t.body FROM idempotency_keys k "
+        "LEFT JOIN tasks t ON t.id = k.task_id WHERE k.created_by = $1 AND k.request_id = $2",
+        item.task.created_by,
+        item.request_id,
+    )
+    if bytes(row["request_hash"]) != item.request_hash:
+        return AlreadyExists(
+            f"request_id {item.request_id!r} was already used for a different request; use a new request_id"
+        )
+    return pb.Task.FromString(row["body"] if row["body"] is not None else row["response"])
