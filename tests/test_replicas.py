@@ -13,7 +13,7 @@ import pytest
 from taskservice.api import task_service_pb2 as pb
 from taskservice.api import task_service_pb2_grpc as rpc
 from tests.postgres import Database, query, require_postgres
-from tests.servers import ServerProcess
+from tests.servers import ReplicaSet, ServerProcess
 
 pytestmark = pytest.mark.postgres
 
@@ -221,4 +221,79 @@ def test_killing_a_replica_under_load_loses_no_acknowledged_write(tmp_path: Path
     finally:
         victim.kill()
         survivor.stop()
+        db.drop()
+
+
+def test_a_rolling_restart_keeps_writes_and_watchers_whole(tmp_path: Path, tag: str) -> None:
+    """Restart each replica in turn under load: writers retry (same request_id), the watcher whose
+    replica goes away gets UNAVAILABLE and resumes on another with after_sequence."""
+    require_postgres()
+    db = Database().create()
+    group = ReplicaSet([ServerProcess(tmp_path / f"r{i}", store=db.url) for i in range(2)])
+    try:
+        group.start()
+        first = group.replicas[0]
+        balanced = group.stub()
+        seed = balanced.CreateTask(pb.CreateTaskRequest(title="seed", labels=[tag]))
+        (start,) = collect(balanced, pb.WatchTasksRequest(task_ids=[seed.id], include_initial=True), 1)
+        watched: list[pb.TaskEvent] = []
+        resumes = 0
+        done = threading.Event()
+
+        def watch() -> None:
+            nonlocal resumes
+            # Its own channel: ServerProcess.stop() closes the channels it handed out.
+            stub, cursor = rpc.TaskServiceStub(grpc.insecure_channel(first.grpc_addr)), start.sequence
+            while not done.is_set():
+                try:
+                    for event in stub.WatchTasks(
+                        pb.WatchTasksRequest(labels=[tag], after_sequence=cursor), timeout=60
+                    ):
+                        watched.append(event)
+                        cursor = event.sequence
+                        if event.task.title == "last":
+                            done.set()
+                            return
+                except grpc.RpcError as error:
+                    assert error.code() == grpc.StatusCode.UNAVAILABLE, error
+                    resumes += 1
+                    stub = balanced
+                    time.sleep(0.1)
+
+        acknowledged: list[str] = []
+        stop = threading.Event()
+
+        def write() -> None:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                request = pb.CreateTaskRequest(title=f"w{n}", labels=[tag], request_id=f"{tag}-{n}")
+                while True:
+                    try:
+                        acknowledged.append(balanced.CreateTask(request, timeout=10, wait_for_ready=True).id)
+                        break
+                    except grpc.RpcError as error:
+                        assert error.code() == grpc.StatusCode.UNAVAILABLE, error
+                        time.sleep(0.05)
+
+        threads = [threading.Thread(target=watch), threading.Thread(target=write)]
+        for thread in threads:
+            thread.start()
+        for replica in group.replicas:
+            time.sleep(0.5)
+            replica.stop()
+            replica.start()
+        time.sleep(0.5)
+        stop.set()
+        threads[1].join()
+        balanced.CreateTask(pb.CreateTaskRequest(title="last", labels=[tag]), wait_for_ready=True)
+        threads[0].join(30)
+
+        assert done.is_set() and resumes >= 1
+        sequences = [e.sequence for e in watched]
+        assert sequences == sorted(set(sequences))  # in order, none twice
+        created = [e.task.id for e in watched if e.event_type == pb.EVENT_TYPE_CREATED]
+        assert sorted(created[:-1]) == sorted(set(acknowledged))  # every write once, no duplicate
+    finally:
+        group.kill()
         db.drop()
