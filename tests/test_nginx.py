@@ -111,7 +111,7 @@ def test_nginx_balances_calls_and_watchers_resume_across_a_replica_restart(
     while not seen:
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    for replica in replicas:  # a rolling restart: whichever replica holds the watch, it is cut once
+    for replica in replicas:  # a rolling restart: whichever replica holds the watch, it is cut
         replica.stop()
         request = pb.CreateTaskRequest(
             title=f"while {replica.grpc_port} restarts", labels=[tag], request_id=f"{tag}-{replica.grpc_port}"
@@ -121,6 +121,6 @@ def test_nginx_balances_calls_and_watchers_resume_across_a_replica_restart(
     stub.CreateTask(pb.CreateTaskRequest(title="last", labels=[tag]), wait_for_ready=True)
     watcher.join(30)
 
-    assert done.is_set() and cut_off == 1
+    assert done.is_set() and cut_off >= 1  # resumes that reach the stopped replica are cut again
     titles = [e.task.title for e in seen]
     assert titles == ["seed"] + [f"while {r.grpc_port} restarts" for r in replicas] + ["last"]
