@@ -18,6 +18,11 @@ if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; the
   for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
 fi
 
+# nginx for tests/test_nginx.py (deploy/nginx.conf); that test skips without it.
+if ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
+  apt_install nginx-light || echo "could not install nginx" >&2
+fi
+
 # Chromium for the browser tests.
 if [[ ! -x /usr/bin/chromium ]]; then
   apt_install chromium || echo "could not install chromium" >&2
