@@ -169,6 +169,7 @@ def test_page_tokens_and_request_ids_work_on_any_replica(replicas: list[ServerPr
     assert second.ListTasks(pb.ListTasksRequest(labels=[tag])).total_count == 6
 
 
+@pytest.mark.slow
 def test_killing_a_replica_under_load_loses_no_acknowledged_write(tmp_path: Path, tag: str) -> None:
     require_postgres()
     db = Database().create()
@@ -224,6 +225,7 @@ def test_killing_a_replica_under_load_loses_no_acknowledged_write(tmp_path: Path
         db.drop()
 
 
+@pytest.mark.slow
 def test_a_rolling_restart_keeps_writes_and_watchers_whole(tmp_path: Path, tag: str) -> None:
     """Restart each replica in turn under load: writers retry (same request_id), the watcher whose
     replica goes away gets UNAVAILABLE and resumes on another with after_sequence."""
