@@ -71,11 +71,12 @@ def test_a_stream_returns_its_request_id_before_it_ends(server: ServerProcess, t
 
 
 def test_lifecycle_lines_name_the_listen_addresses_and_store(server: ServerProcess) -> None:
-    lines = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
-    (listening,) = [line for line in lines if line["event"] == "server.listening"]
-    assert listening["grpc"] == server.grpc_addr
-    assert listening["http"] == server.http_url
-    assert listening["store"].startswith("sqlite")
+    for replica in getattr(server, "replicas", [server]):  # replicas on PostgreSQL: one line each
+        lines = [json.loads(line) for line in replica.log().splitlines() if line.startswith("{")]
+        (listening,) = [line for line in lines if line["event"] == "server.listening"]
+        assert listening["grpc"] == replica.grpc_addr
+        assert listening["http"] == replica.http_url
+        assert listening["store"].startswith(replica.store or "sqlite")
 
 
 def test_an_oversized_request_id_is_replaced_by_a_generated_one(server: ServerProcess) -> None:

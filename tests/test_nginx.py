@@ -87,7 +87,7 @@ def test_nginx_balances_calls_and_watchers_resume_across_a_replica_restart(
 
     seen: list[pb.TaskEvent] = []
     cut_off = 0
-    codes: list[grpc.StatusCode] = []
+    codes: list[tuple[grpc.StatusCode, str]] = []
     done = threading.Event()
 
     def watch() -> None:
@@ -101,7 +101,7 @@ def test_nginx_balances_calls_and_watchers_resume_across_a_replica_restart(
                         done.set()
                         return
             except grpc.RpcError as error:
-                codes.append(error.code())
+                codes.append((error.code(), error.details() or ""))
                 cut_off += 1
                 request = pb.WatchTasksRequest(labels=[tag], after_sequence=seen[-1].sequence)
                 time.sleep(0.1)
@@ -122,7 +122,9 @@ def test_nginx_balances_calls_and_watchers_resume_across_a_replica_restart(
     stub.CreateTask(pb.CreateTaskRequest(title="last", labels=[tag]), wait_for_ready=True)
     watcher.join(30)
 
-    assert set(codes) == {grpc.StatusCode.UNAVAILABLE}, codes
+    # A stream nginx loses to a stopping replica may end without a grpc-status trailer (UNKNOWN,
+    # "Stream removed"); resuming a watch is always safe, so the client resumes on both.
+    assert {code for code, _ in codes} <= {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN}, codes
     assert done.is_set() and cut_off >= 1  # resumes that reach the stopped replica are cut again
     titles = [e.task.title for e in seen]
     assert titles == ["seed"] + [f"while {r.grpc_port} restarts" for r in replicas] + ["last"]

@@ -25,7 +25,7 @@ from taskservice.paging import PageTokens
 from taskservice.ratelimit import RateLimiter
 from taskservice.readiness import Readiness
 from taskservice.service import TaskService
-from taskservice.store import open_store
+from taskservice.store import open_store, redact
 from taskservice.store.base import TaskStore
 from taskservice.store.instrumented import InstrumentedStore
 from taskservice.transport import grpc as grpc_transport
@@ -236,7 +236,7 @@ async def run(settings: Settings, reuse_port: bool = False) -> None:
     grpc_addr = f"{_host(settings.grpc_addr)}:{server.grpc_port}"
     scheme = "https" if settings.tls_cert else "http"
     http_addr = f"{scheme}://{_host(settings.http_addr)}:{server.http_port}"
-    log.info("server.listening", grpc=grpc_addr, http=http_addr, store=settings.store_url, auth=settings.auth)
+    log.info("server.listening", grpc=grpc_addr, http=http_addr, store=redact(settings.store_url), auth=settings.auth)
     print(f"TaskService is serving gRPC on {grpc_addr} and HTTP on {http_addr}", flush=True)
     _announce_token(settings, http_addr)
 

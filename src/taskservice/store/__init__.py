@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from taskservice.store.base import TaskStore
@@ -27,3 +28,8 @@ def open_store(url: str, data_dir: str) -> TaskStore:
 
         return PostgresStore(url)
     raise ValueError(f"unsupported store URL {url!r}: use sqlite:///PATH, memory:// or postgresql://…")
+
+
+def redact(url: str) -> str:
+    """The store URL with any password replaced, for logs."""
+    return re.sub(r"^([a-z]+://[^:/@]*):[^@/]*@", r"\1:***@", url)
