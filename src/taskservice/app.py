@@ -236,7 +236,13 @@ async def run(settings: Settings, reuse_port: bool = False) -> None:
     grpc_addr = f"{_host(settings.grpc_addr)}:{server.grpc_port}"
     scheme = "https" if settings.tls_cert else "http"
     http_addr = f"{scheme}://{_host(settings.http_addr)}:{server.http_port}"
-    log.info("server.listening", grpc=grpc_addr, http=http_addr, store=redact(settings.store_url), auth=settings.auth)
+    log.info(
+        "server.listening",
+        grpc=grpc_addr,
+        http=http_addr,
+        store=redact(settings.store_url),
+        auth=settings.auth,
+    )
     print(f"TaskService is serving gRPC on {grpc_addr} and HTTP on {http_addr}", flush=True)
     _announce_token(settings, http_addr)
 
