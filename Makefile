@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml requirements.lock
 	@test -x $(UV) || $(BIN)/pip install -q uv==0.13.8
 	$(UV) pip sync -q --python $(BIN)/python requirements.lock
 	$(UV) pip install -q --python $(BIN)/python --no-deps -e .
+	@bash scripts/install-h2load.sh
 	@touch $(STAMP)
 	@echo "installed: $(BIN)/taskservice $(BIN)/taskctl"
 
@@ -50,6 +51,10 @@ proto: install
 
 proto-check: install
 	$(BIN)/python scripts/gen_proto.py --check
+
+# The full benchmark (see docs/performance.md); `make bench ARGS=--quick` for the short one.
+bench: install
+	$(BIN)/taskservice bench $(ARGS)
 
 lock:
 	$(UV) pip compile -q pyproject.toml --extra dev --extra otel -o requirements.lock

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -131,6 +132,34 @@ def migrate(store: str, data_dir: str) -> None:
     except (OSError, ValueError) as error:
         raise click.ClickException(str(error)) from None
     click.echo("migrations applied")
+
+
+@cli.command()
+@click.option(
+    "--quick", is_flag=True, help="small sizes and short runs (about a minute); targets are not judged"
+)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("bench-results.json"))
+@click.option("--chart", type=click.Path(dir_okay=False, path_type=Path), default=Path("bench-results.png"))
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".bench-cache"),
+    show_default=True,
+    help="where generated databases (up to a million tasks) are kept between runs",
+)
+@click.option("--keep", is_flag=True, help="keep the run's folder (server logs, databases)")
+def bench(quick: bool, out: Path, chart: Path, cache_dir: Path, keep: bool) -> None:
+    """Measure the server against a do-nothing grpcio server in the same run (see docs/performance.md)."""
+    from taskservice.bench import h2load, scenarios
+    from taskservice.observability import configure_logging
+
+    configure_logging("warning")
+    try:
+        h2load.executable()
+    except h2load.H2LoadMissing as error:
+        raise click.ClickException(str(error)) from None
+    plan = scenarios.Plan.fast() if quick else scenarios.Plan.full()
+    scenarios.run(plan, cache_dir, out, chart, keep, lambda line: click.echo(line))
 
 
 def main() -> None:

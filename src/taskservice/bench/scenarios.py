@@ -1,0 +1,420 @@
+"""One bench run: start the server and the ceiling, drive both with the same load, collect rows."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import platform
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from taskservice.api import task_service_pb2 as pb
+from taskservice.bench import clients, fill, h2load, report
+from taskservice.bench.report import Row, Target
+from taskservice.config import Settings
+
+TASKSERVICE = str(Path(sys.executable).parent / "taskservice")
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes and durations of a run: `full()` is what the targets are judged on."""
+
+    quick: bool
+    seconds: float
+    small: int
+    large: int
+    watchers: int
+    events_per_s: float
+    idle_watchers: int
+    bulk_streams: int
+    bulk_per_stream: int
+
+    @classmethod
+    def full(cls) -> Plan:
+        return cls(False, 10, 1_000, 1_000_000, 1_000, 25, 10_000, 2, 20_000)
+
+    @classmethod
+    def fast(cls) -> Plan:
+        return cls(True, 1.5, 1_000, 20_000, 100, 20, 300, 2, 2_000)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class Process:
+    """A server in a subprocess, its output in a log file."""
+
+    def __init__(self, cmd: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.log = log
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=out, env=env)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def rss(self) -> int:
+        return rss_bytes(self.pid)
+
+    def check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{self.log.stem} exited with {self.proc.returncode}; see {self.log}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class TaskServer(Process):
+    """`taskservice serve` as a user runs it: durable embedded store, auth on when the server has it,
+    INFO logs (JSON, to a file) and metrics on."""
+
+    def __init__(self, workdir: Path, database: Path, auth: str, name: str) -> None:
+        self.grpc_port, self.http_port = free_port(), free_port()
+        self.data_dir = workdir / "data"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            TASKSERVICE, "serve",
+            "--grpc-addr", f"127.0.0.1:{self.grpc_port}",
+            "--http-addr", f"127.0.0.1:{self.http_port}",
+            "--data-dir", str(self.data_dir),
+            "--store", f"sqlite:///{database.resolve()}",
+            "--auth", auth,
+            "--log-level", "info",
+            "--log-format", "json",
+        ]  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TASKSERVICE_")}
+        started = time.monotonic()
+        super().__init__(cmd, workdir / f"{name}.log", env)
+        self.startup_s = self._wait_healthy(started)
+
+    def _wait_healthy(self, started: float, timeout: float = 120) -> float:
+        while time.monotonic() - started < timeout:
+            self.check_alive()
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{self.http_port}/healthz", timeout=1
+                ) as answer:
+                    if answer.status == 200:
+                        return time.monotonic() - started
+            except OSError:
+                time.sleep(0.01)
+        raise TimeoutError(f"the server did not become healthy in {timeout:g} s; see {self.log}")
+
+    def token(self, user: str) -> str | None:
+        """A token from `taskservice token`, or None when this server has no such command."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TASKSERVICE_")}
+        env["TASKSERVICE_DATA_DIR"] = str(self.data_dir)
+        done = subprocess.run(
+            [TASKSERVICE, "token", "--user", user, "--ttl", "2h"],
+            capture_output=True, text=True, env=env, check=False, timeout=60,
+        )  # fmt: skip
+        lines = done.stdout.strip().splitlines()
+        return lines[-1].strip() if done.returncode == 0 and lines else None
+
+
+class CeilingServer(Process):
+    def __init__(self, workdir: Path) -> None:
+        self.grpc_port = free_port()
+        cmd = [sys.executable, "-m", "taskservice.bench.ceiling", str(self.grpc_port)]
+        super().__init__(cmd, workdir / "ceiling.log")
+        deadline = time.monotonic() + 30
+        while "ready" not in self.log.read_text():
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise TimeoutError("the ceiling server did not start")
+            time.sleep(0.05)
+
+
+def jwt_available() -> bool:
+    auth = next(f for f in Settings.options() if f.name == "auth")
+    return "jwt" in (auth.metadata.get("choices") or ())
+
+
+class Bench:
+    def __init__(self, plan: Plan, cache_dir: Path, workdir: Path, say: Callable[[str], None]) -> None:
+        self.plan = plan
+        self.cache_dir = cache_dir
+        self.workdir = workdir
+        self.say = say
+        self.rows: list[Row] = []
+        self.auth = "none"
+        self.token: str | None = None
+        self.notes: list[str] = []
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _start_server(self, database: Path, name: str) -> TaskServer:
+        if jwt_available():
+            server = TaskServer(self.workdir / name, database, "jwt", name)
+            token = server.token(fill.OWNER)
+            if token:
+                self.auth, self.token = "jwt", token
+                return server
+            server.stop()
+            self.notes.append(
+                "the server offers --auth jwt but `taskservice token` gave no token: ran with --auth none"
+            )
+        elif "auth" not in " ".join(self.notes):
+            self.notes.append("this server has no JWT auth yet: ran with --auth none")
+        return TaskServer(self.workdir / name, database, "none", name)
+
+    def _unary(self, port: int, method: str, request: Any, load: h2load.Load) -> h2load.Outcome:
+        frame = h2load.grpc_frame(request)
+        asyncio.run(clients.call(port, method, frame[5:], self.token))  # a failing call stops the run here
+        return h2load.run(port, method, frame, load, self.token)
+
+    def _row(self, row: Row) -> None:
+        self.rows.append(row)
+        self.say(row.line())
+
+    def _load(self, **kw: int) -> h2load.Load:
+        return h2load.Load(self.plan.seconds, **kw)
+
+    # -- the run ------------------------------------------------------------------------------
+
+    def run(self) -> list[Row]:
+        plan = self.plan
+        small = fill.copy_database(
+            fill.filled_database(self.cache_dir, plan.small), self.workdir / "small.db"
+        )
+        ceiling = CeilingServer(self.workdir)
+        server = self._start_server(small, "server")
+        try:
+            self.say(f"auth: {self.auth}; server pid {server.pid}, ceiling pid {ceiling.pid}")
+            first, deep = self._list_requests(server.grpc_port)
+            self._list(server, ceiling, first, deep, small_db=True)
+            self._unaries(server, ceiling, small)
+            self._streams(server, ceiling)
+        finally:
+            server.stop()
+            ceiling.stop()
+        self._large(first)
+        return self.rows
+
+    def _unaries(self, server: TaskServer, ceiling: CeilingServer, database: Path) -> None:
+        ids = _task_ids(database, 64)
+        create = pb.CreateTaskRequest(
+            title="benchmark task", description="created by taskservice bench", labels=["bench"],
+            priority=pb.PRIORITY_HIGH,
+        )  # fmt: skip
+        get = pb.GetTaskRequest(id=ids[0])
+        for method, request, target in (
+            ("CreateTask", create, Target("ratio", ">=", 0.60)),
+            ("GetTask", get, Target("ratio", ">=", 0.80)),
+        ):
+            mine = self._unary(server.grpc_port, method, request, self._load())
+            yard = self._unary(ceiling.grpc_port, method, request, self._load())
+            self._row(Row(method, "req/s", mine.requests_per_s, yard.requests_per_s, target,
+                          note=f"h2load 8x16 streams; p99 {mine.p99_ms:.1f} ms (ceiling {yard.p99_ms:.1f})"))  # fmt: skip
+
+        steady = self._load(clients=10, streams=8, rps_per_client=100)
+        mine = self._unary(server.grpc_port, "CreateTask", create, steady)
+        yard = self._unary(ceiling.grpc_port, "CreateTask", create, steady)
+        self._row(Row("CreateTask p99 at 1,000 req/s", "ms", mine.p99_ms, yard.p99_ms, Target("value", "<=", 10),
+                      note=f"p50 {mine.p50_ms:.2f} ms (ceiling {yard.p50_ms:.2f}); {mine.requests_per_s:.0f} req/s"))  # fmt: skip
+
+        mine_u = asyncio.run(clients.updates(server.grpc_port, ids, self.plan.seconds, self.token))
+        yard_u = asyncio.run(clients.updates(ceiling.grpc_port, ids, self.plan.seconds, self.token))
+        self._row(Row("UpdateTask", "req/s", mine_u.per_second, yard_u.per_second, None,
+                      note=f"Python asyncio client, 64 concurrent: client-bound; {mine_u.errors} errors"))  # fmt: skip
+
+    def _list_requests(self, port: int) -> tuple[pb.ListTasksRequest, pb.ListTasksRequest]:
+        first = pb.ListTasksRequest(page_size=50, statuses=[pb.TASK_STATUS_TODO, pb.TASK_STATUS_IN_PROGRESS])
+        return first, asyncio.run(self._deep_request(port, first))
+
+    async def _deep_request(self, port: int, first: pb.ListTasksRequest) -> pb.ListTasksRequest:
+        """The same query one fifth of the way into its matches (paged there with big pages)."""
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = channel.unary_unary(
+                clients.SERVICE + "ListTasks", response_deserializer=pb.ListTasksResponse.FromString
+            )
+            metadata = (("authorization", f"Bearer {self.token}"),) if self.token else ()
+            head: pb.ListTasksResponse = await stub(first.SerializeToString(), metadata=metadata)
+            depth = head.total_count // 5
+            walk = pb.ListTasksRequest()
+            walk.CopyFrom(first)
+            walk.page_size = max(50, min(1000, depth))
+            skipped = 0
+            while skipped < depth:
+                page: pb.ListTasksResponse = await stub(
+                    walk.SerializeToString(), metadata=metadata, timeout=60
+                )
+                skipped += len(page.tasks)
+                walk.page_token = page.next_page_token
+            deep = pb.ListTasksRequest()
+            deep.CopyFrom(first)
+            deep.page_token = walk.page_token
+            return deep
+
+    def _list(
+        self,
+        server: TaskServer,
+        ceiling: CeilingServer | None,
+        first: pb.ListTasksRequest,
+        deep: pb.ListTasksRequest,
+        small_db: bool,
+    ) -> None:
+        load = self._load(clients=4, streams=8)
+        self._list_outcomes = getattr(self, "_list_outcomes", {})
+        for kind, request in (("first", first), ("deep", deep)):
+            mine = self._unary(server.grpc_port, "ListTasks", request, load)
+            if small_db:
+                assert ceiling is not None
+                yard = self._unary(ceiling.grpc_port, "ListTasks", request, load)
+                self._list_outcomes[kind] = mine.requests_per_s
+                self._row(Row(f"ListTasks {kind} page, {self.plan.small:,} tasks", "req/s",
+                              mine.requests_per_s, yard.requests_per_s, None, note="page 50, status filter"))  # fmt: skip
+            else:
+                at_small = self._list_outcomes[kind]
+                target = Target("ratio", ">=", 0.70 if kind == "deep" else 0.30)
+                self._row(Row(f"ListTasks {kind} page, {self.plan.large:,} vs {self.plan.small:,} tasks", "req/s",
+                              mine.requests_per_s, at_small, target, ratio_of="the same page at 1k tasks"))  # fmt: skip
+
+    def _streams(self, server: TaskServer, ceiling: CeilingServer) -> None:
+        plan = self.plan
+        mine_b = asyncio.run(
+            clients.bulk(server.grpc_port, plan.bulk_streams, plan.bulk_per_stream, self.token)
+        )
+        yard_b = asyncio.run(
+            clients.bulk(ceiling.grpc_port, plan.bulk_streams, plan.bulk_per_stream, self.token)
+        )
+        self._row(Row("BulkCreateTasks", "tasks/s", mine_b.per_second, yard_b.per_second, Target("value", ">=", 20_000),
+                      note=f"{plan.bulk_streams} streams x {plan.bulk_per_stream:,}; {mine_b.errors} not created"))  # fmt: skip
+
+        label = "watch-" + uuid.uuid4().hex[:8]
+        args = (plan.watchers, plan.events_per_s, plan.seconds * 2, self.token, label)
+        mine = asyncio.run(clients.fanout(server.grpc_port, *args))
+        yard = asyncio.run(clients.fanout(ceiling.grpc_port, *args))
+        name = f"WatchTasks, {plan.watchers:,} watchers"
+        self._row(Row(name, "deliveries/s", mine.deliveries_per_s, yard.deliveries_per_s,
+                      Target("value", ">=", 20_000),
+                      note=f"{plan.events_per_s:g} events/s offered; {mine.lost} lost, {mine.reordered} reordered"))  # fmt: skip
+        self._row(Row(name + " p99 latency", "ms", mine.p99_ms, yard.p99_ms, Target("value", "<=", 250),
+                      note=f"p50 {mine.p50_ms:.1f} ms (ceiling {yard.p50_ms:.1f})"))  # fmt: skip
+        self._row(
+            Row(
+                name + " lost or reordered",
+                "events",
+                mine.lost + mine.reordered,
+                None,
+                Target("value", "<=", 0),
+            )
+        )
+
+        before = server.rss()
+        after = asyncio.run(clients.idle_watchers(server.grpc_port, plan.idle_watchers, self.token,
+                                                  "idle-" + uuid.uuid4().hex[:8], server.rss))  # fmt: skip
+        per = (after - before) / plan.idle_watchers / 1024
+        self._row(Row(f"{plan.idle_watchers:,} idle watchers, server RSS", "MiB", after / MiB, None,
+                      Target("value", "<=", 1024), note=f"{per:.1f} KiB per watcher"))  # fmt: skip
+
+    def _large(self, first: pb.ListTasksRequest) -> None:
+        plan = self.plan
+        self.say(f"filling (or reusing) a database of {plan.large:,} tasks in {self.cache_dir}")
+        database = fill.filled_database(self.cache_dir, plan.large)
+        server = self._start_server(database, "large")
+        try:
+            startup, rss = server.startup_s, server.rss()
+            self._row(
+                Row(f"start-up with {plan.large:,} tasks", "s", startup, None, Target("value", "<=", 3))
+            )
+            self._row(
+                Row(f"RSS with {plan.large:,} tasks", "MiB", rss / MiB, None, Target("value", "<=", 300))
+            )
+            deep = asyncio.run(self._deep_request(server.grpc_port, first))
+            self._list(server, None, first, deep, small_db=False)
+        finally:
+            server.stop()
+
+
+def _task_ids(database: Path, count: int) -> list[str]:
+    with contextlib.closing(sqlite3.connect(database)) as conn:
+        return [row[0] for row in conn.execute("SELECT id FROM tasks ORDER BY id LIMIT ?", (count,))]
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as info:
+        cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "")
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3, 1),
+        "load_average": os.getloadavg(),
+        "python": platform.python_version(),
+        "grpcio": grpc.__version__,
+        "h2load": subprocess.run(
+            [h2load.executable(), "--version"], capture_output=True, text=True
+        ).stdout.strip(),
+    }
+
+
+@contextlib.contextmanager
+def workdir(keep: bool) -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="taskservice-bench-"))
+    try:
+        yield path
+    finally:
+        if not keep:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def run(
+    plan: Plan, cache_dir: Path, out: Path, chart: Path, keep: bool, say: Callable[[str], None]
+) -> list[Row]:
+    """Run every scenario, then print the table and write the JSON and the chart."""
+    meta = {"quick": plan.quick, "plan": plan.__dict__, **machine()}
+    started = time.monotonic()
+    with workdir(keep) as path:
+        say(f"bench {'--quick ' if plan.quick else ''}in {path} (load average {meta['load_average']})")
+        bench = Bench(plan, cache_dir, path, say)
+        rows = bench.run()
+    meta.update(auth=bench.auth, notes=bench.notes, seconds=round(time.monotonic() - started, 1))
+    say("")
+    say(report.table(rows, judged=not plan.quick))
+    for note in bench.notes:
+        say(f"note: {note}")
+    report.write_json(out, rows, meta)
+    drawn = report.write_chart(
+        chart, rows, f"taskservice bench{' --quick' if plan.quick else ''}, {meta['date']}"
+    )
+    say(f"wrote {out}" + (f" and {chart}" if drawn else " (no chart: matplotlib is not installed)"))
+    return rows

@@ -1,0 +1,86 @@
+"""`taskservice bench --quick` runs every scenario against the server and the ceiling and reports them."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.servers import TASKSERVICE
+
+SCENARIOS = (
+    "ListTasks first page, 1,000 tasks",
+    "ListTasks deep page, 1,000 tasks",
+    "CreateTask",
+    "GetTask",
+    "CreateTask p99 at 1,000 req/s",
+    "UpdateTask",
+    "BulkCreateTasks",
+    "WatchTasks, 100 watchers",
+    "WatchTasks, 100 watchers p99 latency",
+    "WatchTasks, 100 watchers lost or reordered",
+    "300 idle watchers, server RSS",
+    "start-up with 20,000 tasks",
+    "RSS with 20,000 tasks",
+    "ListTasks first page, 20,000 vs 1,000 tasks",
+    "ListTasks deep page, 20,000 vs 1,000 tasks",
+)
+COMPARED_WITH_CEILING = ("CreateTask", "GetTask", "UpdateTask", "BulkCreateTasks", "WatchTasks, 100 watchers")
+
+
+@pytest.fixture(scope="module")
+def quick_bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, str]:
+    if shutil.which("h2load") is None and not os.environ.get("CI"):
+        pytest.skip("h2load is not installed (make install installs it where apt is available)")
+    folder = tmp_path_factory.mktemp("bench")
+    out, chart = folder / "results.json", folder / "results.png"
+    done = subprocess.run(
+        [
+            TASKSERVICE,
+            "bench",
+            "--quick",
+            "--out",
+            str(out),
+            "--chart",
+            str(chart),
+            "--cache-dir",
+            str(folder / "cache"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("TASKSERVICE_")},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(out.read_text()), chart, done.stdout
+
+
+@pytest.mark.timeout(300)
+def test_quick_bench_reports_every_scenario_with_a_figure(quick_bench: tuple[dict, Path, str]) -> None:
+    results, _, _ = quick_bench
+    by_name = {row["name"]: row for row in results["results"]}
+    assert set(SCENARIOS) <= set(by_name)
+    for name in SCENARIOS:
+        value = by_name[name]["value"]
+        assert isinstance(value, int | float) and math.isfinite(value), name
+    for name in COMPARED_WITH_CEILING:
+        assert by_name[name]["ceiling"] > 0 and by_name[name]["ratio"] > 0, name
+    assert results["meta"]["quick"] is True and results["meta"]["auth"] in ("jwt", "none")
+
+
+def test_quick_bench_watchers_lose_and_reorder_nothing(quick_bench: tuple[dict, Path, str]) -> None:
+    results, _, _ = quick_bench
+    row = next(r for r in results["results"] if r["name"] == "WatchTasks, 100 watchers lost or reordered")
+    assert row["value"] == 0
+
+
+def test_quick_bench_prints_the_table_and_draws_the_chart(quick_bench: tuple[dict, Path, str]) -> None:
+    _, chart, printed = quick_bench
+    assert "scenario" in printed and "ceiling" in printed and "GetTask" in printed
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
