@@ -36,6 +36,18 @@ class TaskFilter:
     task_ids: tuple[str, ...] = ()
     visible_to: str | None = None  # None: every task (admin); else tasks created by or assigned to it
 
+    def matches(self, task: pb.Task) -> bool:
+        """The same test as the SQL stores' WHERE clause (`store/sql.py: where`), on one task."""
+        return (
+            (self.visible_to is None or self.visible_to in (task.created_by, task.assigned_to))
+            and (not self.statuses or task.status in self.statuses)
+            and (not self.priorities or task.priority in self.priorities)
+            and (not self.assigned_to or task.assigned_to == self.assigned_to)
+            and (not self.created_by or task.created_by == self.created_by)
+            and (not self.task_ids or task.id in self.task_ids)
+            and (not self.labels or any(label in self.labels for label in task.labels))
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class PageQuery:

@@ -30,6 +30,7 @@ from taskservice.model import due_key, now_us, us_from_timestamp
 from taskservice.paging import PageQuery, TaskFilter
 from taskservice.store import sql
 from taskservice.store.base import Change, Check, EventBounds, EventListener, NewTask, StoredEvent
+from taskservice.store.counts import CountCache
 from taskservice.store.migrations import migrations
 
 log = structlog.get_logger(__name__)
@@ -165,6 +166,7 @@ class SQLiteStore:
         self._writer: _Writer | None = None
         self._reader: sqlite3.Connection | None = None
         self._file_id: tuple[int, int] | None = None
+        self._counts = CountCache()
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -227,6 +229,7 @@ class SQLiteStore:
         self._listeners.append(listener)
 
     def _publish(self, events: list[StoredEvent]) -> None:
+        self._counts.apply(events)
         for listener in self._listeners:
             listener(events)
 
@@ -367,9 +370,20 @@ class SQLiteStore:
         return [pb.Task.FromString(row[0]) for row in self._db.execute(statement, params.values)]
 
     async def count(self, task_filter: TaskFilter) -> int:
+        cached = self._counts.get(task_filter)
+        if cached is not None:
+            return cached
         params = sql.Params(_qmark)
         statement = sql.count_sql(task_filter, params)
-        return int(self._db.execute(statement, params.values).fetchone()[0])
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            head = _head(db)
+            value = int(db.execute(statement, params.values).fetchone()[0])
+        finally:
+            db.execute("COMMIT")
+        self._counts.put(task_filter, value, head)
+        return value
 
     async def snapshot(self, task_filter: TaskFilter) -> tuple[list[pb.Task], int]:
         params = sql.Params(_qmark)
