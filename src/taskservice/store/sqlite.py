@@ -277,28 +277,33 @@ class SQLiteStore:
         def op(conn: sqlite3.Connection) -> tuple[list[pb.Task | DomainError], list[StoredEvent]]:
             results: list[pb.Task | DomainError] = []
             events: list[StoredEvent] = []
+            pending: list[pb.Task] = []  # inserted together: one executemany per table, not per task
             for item in items:
                 task = item.task
-                if item.request_id:
-                    earlier = _earlier_request(conn, item)
-                    if earlier is not None:
-                        results.append(earlier)
-                        continue
-                _insert_task(conn, task)
-                events.append(_append_event(conn, pb.EVENT_TYPE_CREATED, task, None, task.created_by))
-                if item.request_id:
-                    conn.execute(
-                        "INSERT INTO idempotency_keys VALUES (?, ?, ?, ?, ?, ?)",
-                        (
-                            task.created_by,
-                            item.request_id,
-                            item.request_hash,
-                            task.id,
-                            now_us(),
-                            task.SerializeToString(),
-                        ),
-                    )
+                if not item.request_id:
+                    pending.append(task)
+                    results.append(task)
+                    continue
+                earlier = _earlier_request(conn, item)
+                if earlier is not None:
+                    results.append(earlier)
+                    continue
+                pending.append(task)
+                events += _insert_created(conn, pending)
+                pending.clear()
+                conn.execute(
+                    "INSERT INTO idempotency_keys VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        task.created_by,
+                        item.request_id,
+                        item.request_hash,
+                        task.id,
+                        now_us(),
+                        task.SerializeToString(),
+                    ),
+                )
                 results.append(task)
+            events += _insert_created(conn, pending)
             return results, events
 
         result: list[pb.Task | DomainError] = await self._write(op)
@@ -457,22 +462,45 @@ def _earlier_request(conn: sqlite3.Connection, item: NewTask) -> pb.Task | Domai
     return pb.Task.FromString(current[0] if current else response)
 
 
-def _insert_task(conn: sqlite3.Connection, task: pb.Task) -> None:
-    conn.execute(
+def _insert_created(conn: sqlite3.Connection, tasks: list[pb.Task]) -> list[StoredEvent]:
+    """Insert new tasks and their CREATED events, each table in one statement."""
+    if not tasks:
+        return []
+    bodies = [task.SerializeToString() for task in tasks]
+    conn.executemany(
         "INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            task.id,
-            task.created_by,
-            task.assigned_to,
-            task.status,
-            task.priority,
-            us_from_timestamp(task.created_at),
-            us_from_timestamp(task.updated_at),
-            due_key(task),
-            task.SerializeToString(),
-        ),
+        [
+            (
+                task.id,
+                task.created_by,
+                task.assigned_to,
+                task.status,
+                task.priority,
+                us_from_timestamp(task.created_at),
+                us_from_timestamp(task.updated_at),
+                due_key(task),
+                body,
+            )
+            for task, body in zip(tasks, bodies, strict=True)
+        ],
     )
-    _insert_labels(conn, task)
+    labels = [(label, task.id) for task in tasks for label in task.labels]
+    if labels:
+        conn.executemany("INSERT OR IGNORE INTO task_labels VALUES (?, ?)", labels)
+    occurred = now_us()
+    conn.executemany(
+        "INSERT INTO events (event_type, task_id, occurred_us, triggered_by, task) VALUES (?, ?, ?, ?, ?)",
+        [
+            (pb.EVENT_TYPE_CREATED, task.id, occurred, task.created_by, body)
+            for task, body in zip(tasks, bodies, strict=True)
+        ],
+    )
+    # One writer, inside one transaction: AUTOINCREMENT numbered these rows consecutively up to the head.
+    first = _head(conn) - len(tasks) + 1
+    return [
+        StoredEvent(first + i, pb.EVENT_TYPE_CREATED, task, None, occurred, task.created_by)
+        for i, task in enumerate(tasks)
+    ]
 
 
 def _insert_labels(conn: sqlite3.Connection, task: pb.Task) -> None:
