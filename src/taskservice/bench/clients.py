@@ -195,11 +195,13 @@ async def fanout(
         body = pb.CreateTaskRequest(title="watched task", labels=[label]).SerializeToString()
         total = int(events_per_s * seconds)
         started = time.monotonic()
-        for n in range(total):
-            await crowd.create(body, metadata=crowd.metadata, timeout=30)
+        writes = []
+        for n in range(total):  # on a schedule, not one after another: a slow write must not slow the rate
+            writes.append(asyncio.ensure_future(crowd.create(body, metadata=crowd.metadata, timeout=30)))
             delay = started + (n + 1) / events_per_s - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
+        await asyncio.gather(*writes)
         settle = time.monotonic() + 10
         while crowd.deliveries() < total * watchers and time.monotonic() < settle:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
