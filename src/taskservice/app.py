@@ -40,6 +40,7 @@ log = structlog.get_logger(__name__)
 _PRUNE_EVERY = 60.0
 _IDEMPOTENCY_KEY_TTL_US = 24 * 3600 * 1_000_000
 _ANNOUNCED_TOKEN_TTL = 24 * 3600.0
+_MAX_PENDING_CALLS = 100_000
 
 
 @dataclass
@@ -108,6 +109,10 @@ async def start(settings: Settings, reuse_port: bool = False) -> Server:
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.so_reuseport", int(reuse_port)),
         ("grpc.max_concurrent_streams", settings.max_streams_per_connection),
+        # Calls that arrived but that the asyncio server has not picked up yet. grpcio's defaults
+        # (1,000 / 3,000) left thousands of watches that opened at once hanging, never started.
+        ("grpc.server.max_pending_requests", _MAX_PENDING_CALLS),
+        ("grpc.server.max_pending_requests_hard_limit", _MAX_PENDING_CALLS),
     ]
     # Telemetry first (outermost), so calls that admission refuses are counted and logged too.
     telemetry = TelemetryInterceptor(tracer=tracer)
