@@ -24,7 +24,7 @@ SCENARIOS = (
     "WatchTasks, 100 watchers",
     "WatchTasks, 100 watchers p99 latency",
     "WatchTasks, 100 watchers lost or reordered",
-    "300 idle watchers, server RSS",
+    "5,000 idle watchers, server RSS",
     "start-up with 20,000 tasks",
     "RSS with 20,000 tasks",
     "ListTasks first page, 20,000 vs 1,000 tasks",

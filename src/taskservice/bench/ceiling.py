@@ -108,7 +108,12 @@ def handlers(ceiling: Ceiling) -> dict[str, grpc.RpcMethodHandler]:
 
 
 async def serve(port: int) -> None:
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 4 * 1024 * 1024)])
+    options = [
+        ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+        ("grpc.server.max_pending_requests", 100_000),  # as the real server: see app.py
+        ("grpc.server.max_pending_requests_hard_limit", 100_000),
+    ]
+    server = grpc.aio.server(options=options)
     table = handlers(Ceiling())
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, table),))
     server.add_registered_method_handlers(SERVICE, table)

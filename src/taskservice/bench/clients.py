@@ -164,14 +164,21 @@ class _Crowd:
                 raise
 
     async def subscribed(self, within: float = 90) -> None:
-        """Return once every watch has seen a marker task, creating markers until then."""
+        """Return once every watch has seen a marker task. A watch sees only markers created after
+        it started, so markers repeat, slowly: each one goes to every watch already open."""
         marker = pb.CreateTaskRequest(title="marker", labels=[self.label]).SerializeToString()
         deadline = time.monotonic() + within
         while not all(s.subscribed.is_set() for s in self.states):
+            failed = next((r for r in self.readers if r.done() and r.exception()), None)
+            if failed is not None:
+                raise RuntimeError(f"a watch failed: {failed.exception()!r}")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the watches did not all subscribe within {within:g} s")
+                waiting = sum(1 for s in self.states if not s.subscribed.is_set())
+                raise TimeoutError(
+                    f"{waiting} of {len(self.states)} watches did not subscribe within {within:g} s"
+                )
             await self.create(marker, metadata=self.metadata, timeout=30)
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(1.0)
 
     def deliveries(self) -> int:
         return sum(len(s.sequences) for s in self.states)

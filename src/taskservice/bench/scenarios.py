@@ -52,7 +52,7 @@ class Plan:
 
     @classmethod
     def fast(cls) -> Plan:
-        return cls(True, 1.5, 1_000, 20_000, 100, 20, 300, 2, 2_000)
+        return cls(True, 1.5, 1_000, 20_000, 100, 20, 5_000, 2, 2_000)
 
 
 def free_port() -> int:
