@@ -104,7 +104,9 @@ class TaskServer(Process):
     """`taskservice serve` as a user runs it: durable embedded store, auth on when the server has it,
     INFO logs (JSON, to a file) and metrics on."""
 
-    def __init__(self, workdir: Path, database: Path, auth: str, name: str) -> None:
+    def __init__(
+        self, workdir: Path, database: Path, auth: str, name: str, extra: tuple[str, ...] = ()
+    ) -> None:
         self.grpc_port, self.http_port = free_port(), free_port()
         self.data_dir = workdir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -117,6 +119,7 @@ class TaskServer(Process):
             "--auth", auth,
             "--log-level", "info",
             "--log-format", "json",
+            *extra,
         ]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if not k.startswith("TASKSERVICE_")}
         started = time.monotonic()
@@ -179,9 +182,19 @@ class Bench:
 
     # -- helpers ------------------------------------------------------------------------------
 
+    def _server_flags(self) -> tuple[str, ...]:
+        """One user holds every watch of the bench, more than the default per-user stream quota."""
+        if "max_streams_per_user" not in {f.name for f in Settings.options()}:
+            return ()
+        note = "--max-streams-per-user 20000: the bench's one user holds all its watches"
+        if note not in self.notes:
+            self.notes.append(note)
+        return ("--max-streams-per-user", "20000")
+
     def _start_server(self, database: Path, name: str) -> TaskServer:
+        flags = self._server_flags()
         if jwt_available():
-            server = TaskServer(self.workdir / name, database, "jwt", name)
+            server = TaskServer(self.workdir / name, database, "jwt", name, flags)
             token = server.token(fill.OWNER)
             if token:
                 self.auth, self.token = "jwt", token
@@ -192,7 +205,7 @@ class Bench:
             )
         elif "auth" not in " ".join(self.notes):
             self.notes.append("this server has no JWT auth yet: ran with --auth none")
-        return TaskServer(self.workdir / name, database, "none", name)
+        return TaskServer(self.workdir / name, database, "none", name, flags)
 
     def _unary(self, port: int, method: str, request: Any, load: h2load.Load) -> h2load.Outcome:
         frame = h2load.grpc_frame(request)
