@@ -205,8 +205,14 @@ async def fanout(
         total = int(events_per_s * seconds)
         started = time.monotonic()
         writes = []
+        in_flight = asyncio.Semaphore(_STREAMS_PER_CHANNEL)  # stay under the connection's stream limit
+
+        async def write() -> None:
+            async with in_flight:
+                await crowd.create(body, metadata=crowd.metadata, timeout=30)
+
         for n in range(total):  # on a schedule, not one after another: a slow write must not slow the rate
-            writes.append(asyncio.ensure_future(crowd.create(body, metadata=crowd.metadata, timeout=30)))
+            writes.append(asyncio.ensure_future(write()))
             delay = started + (n + 1) / events_per_s - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
