@@ -44,6 +44,8 @@ class Row:
         return self.value / self.ceiling
 
     def met(self) -> bool | None:
+        if self.target and self.value is None:
+            return False  # the scenario failed
         return self.target.met(self) if self.target else None
 
     def line(self) -> str:

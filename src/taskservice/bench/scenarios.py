@@ -351,11 +351,19 @@ class Bench:
         )
 
         before = server.rss()
-        after = asyncio.run(clients.idle_watchers(server.grpc_port, plan.idle_watchers, self.token,
-                                                  "idle-" + uuid.uuid4().hex[:8], server.rss))  # fmt: skip
+        name = f"{plan.idle_watchers:,} idle watchers, server RSS"
+        try:
+            after = asyncio.run(clients.idle_watchers(server.grpc_port, plan.idle_watchers, self.token,
+                                                      "idle-" + uuid.uuid4().hex[:8], server.rss))  # fmt: skip
+        except (TimeoutError, RuntimeError) as error:  # recorded as a failed row; the run goes on
+            self._row(Row(name, "MiB", None, None, Target("value", "<=", 1024), note=f"FAILED: {error}"))
+            return
         per = (after - before) / plan.idle_watchers / 1024
-        self._row(Row(f"{plan.idle_watchers:,} idle watchers, server RSS", "MiB", after / MiB, None,
-                      Target("value", "<=", 1024), note=f"{per:.1f} KiB per watcher"))  # fmt: skip
+        self._row(
+            Row(
+                name, "MiB", after / MiB, None, Target("value", "<=", 1024), note=f"{per:.1f} KiB per watcher"
+            )
+        )
 
     def _large(self, first: pb.ListTasksRequest) -> None:
         plan = self.plan
