@@ -30,9 +30,9 @@ from taskservice.store.base import TaskStore
 from taskservice.store.instrumented import InstrumentedStore
 from taskservice.transport import grpc as grpc_transport
 from taskservice.transport import http
-from taskservice.transport.grpc_admission import AdmissionInterceptor
+from taskservice.transport.grpc_admission import AdmissionGuard
 from taskservice.transport.grpcweb import GrpcWebTransport
-from taskservice.transport.interceptor import TelemetryInterceptor
+from taskservice.transport.interceptor import Telemetry
 from taskservice.validation import Limits
 
 log = structlog.get_logger(__name__)
@@ -114,16 +114,21 @@ async def start(settings: Settings, reuse_port: bool = False) -> Server:
         ("grpc.server.max_pending_requests", _MAX_PENDING_CALLS),
         ("grpc.server.max_pending_requests_hard_limit", _MAX_PENDING_CALLS),
     ]
-    # Telemetry first (outermost), so calls that admission refuses are counted and logged too.
-    telemetry = TelemetryInterceptor(tracer=tracer)
-    grpc_server = grpc.aio.server(options=options, interceptors=[telemetry, AdmissionInterceptor(admission)])
+    # No grpc.aio interceptors: they run on every call and build new handler objects each time.
+    # Handlers are wrapped once, as they are registered: admission inside, telemetry outside (so
+    # calls that admission refuses are counted and logged too). Health and reflection get telemetry
+    # only: they need no token.
+    telemetry = Telemetry(tracer=tracer)
+    grpc_server = grpc.aio.server(options=options)
+    observed_server = telemetry.server(grpc_server)
     transport = grpc_transport.GrpcTransport(service, authenticator, shutdown)
-    telemetry.prepare(grpc_transport.SERVICE_NAME, transport.handlers())
-    grpc_transport.add_to_server(grpc_server, transport)
+    handlers = AdmissionGuard(admission).guarded(transport.handlers())
+    telemetry.prepare(grpc_transport.SERVICE_NAME, handlers)
+    grpc_transport.add_to_server(observed_server, handlers)
     health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, observed_server)
     reflection.enable_server_reflection(
-        (grpc_transport.SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), grpc_server
+        (grpc_transport.SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), observed_server
     )
     if tls is None:
         grpc_port = grpc_server.add_insecure_port(settings.grpc_addr)

@@ -200,7 +200,7 @@ async def _until(shutdown: asyncio.Event, messages: AsyncIterator[M]) -> AsyncIt
         stop.cancel()
 
 
-def add_to_server(server: grpc.aio.Server, transport: GrpcTransport) -> None:
-    handlers = transport.handlers()
+def add_to_server(server: Any, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+    """Register TaskService's handlers (already wrapped by admission and telemetry) on `server`."""
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
     server.add_registered_method_handlers(SERVICE_NAME, handlers)

@@ -1,13 +1,14 @@
-"""One gRPC server interceptor that admits TaskService calls of every shape (unary, server, client
+"""The wrapper that admits TaskService calls of every shape (unary, server, client
 and bidirectional streaming): it authenticates, applies the rate limit to the call (refused when
 over) and to each message a client streams (paced to the rate), bounds open streams per user, and
-hands the Caller to the handler through `CURRENT_CALLER`. Health and reflection pass untouched:
-they need no token.
+hands the Caller to the handler through `CURRENT_CALLER`. It wraps each TaskService handler once,
+when it is registered (`add_to_server`), not per call as a grpc.aio interceptor would. Health and
+reflection are not wrapped: they need no token.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeAlias
 
 import grpc
@@ -17,30 +18,22 @@ from taskservice.admission import Admission
 from taskservice.auth import CURRENT_CALLER
 from taskservice.errors import DomainError
 from taskservice.model import Caller
-from taskservice.transport.grpc import SERVICE_NAME, abort, metadata_of
+from taskservice.transport.grpc import abort, metadata_of
 
 log = structlog.get_logger(__name__)
 
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
 
-class AdmissionInterceptor(grpc.aio.ServerInterceptor):
+class AdmissionGuard:
     def __init__(self, admission: Admission) -> None:
         self._admission = admission
-        self._prefix = f"/{SERVICE_NAME}/"
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        method: str = handler_call_details.method
-        if handler is None or not method.startswith(self._prefix):
-            return handler
-        return self._guard(handler)
+    def guarded(self, handlers: dict[str, grpc.RpcMethodHandler]) -> dict[str, grpc.RpcMethodHandler]:
+        """TaskService's handlers, each admitting its calls before it runs."""
+        return {name: self.guard(handler) for name, handler in handlers.items()}
 
-    def _guard(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def guard(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         options = {
             "request_deserializer": handler.request_deserializer,
             "response_serializer": handler.response_serializer,
