@@ -142,6 +142,7 @@ class _Crowd:
         self.channels = _channels(port, max(1, -(-watchers // _STREAMS_PER_CHANNEL)))
         self.states = [_Watcher() for _ in range(watchers)]
         self.calls: list[grpc.aio.UnaryStreamCall] = []
+        self.closing = False
         self.writer = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         self.create = self.writer.unary_unary(SERVICE + "CreateTask")
         request = pb.WatchTasksRequest(labels=[label]).SerializeToString()
@@ -162,7 +163,9 @@ class _Crowd:
                 state.latencies_us.append(now_us() - us_from_timestamp(event.timestamp))
                 state.sequences.append(event.sequence)
         except grpc.aio.AioRpcError as error:
-            if error.code() != grpc.StatusCode.CANCELLED:
+            # CANCELLED is ours only once close() began: the server (or grpc core in it) can cancel a
+            # call too, and swallowing that made cancelled watches look like ones that never started.
+            if error.code() != grpc.StatusCode.CANCELLED or not self.closing:
                 raise
 
     async def subscribed(self, within: float = 90) -> None:
@@ -186,6 +189,7 @@ class _Crowd:
         return sum(len(s.sequences) for s in self.states)
 
     async def close(self) -> None:
+        self.closing = True
         for call in self.calls:
             call.cancel()
         await asyncio.gather(*self.readers, return_exceptions=True)
