@@ -41,6 +41,7 @@ _PRUNE_EVERY = 60.0
 _IDEMPOTENCY_KEY_TTL_US = 24 * 3600 * 1_000_000
 _ANNOUNCED_TOKEN_TTL = 24 * 3600.0
 _MAX_PENDING_CALLS = 100_000
+_MAX_UNREQUESTED_S = 3600
 
 
 @dataclass
@@ -113,6 +114,10 @@ async def start(settings: Settings, reuse_port: bool = False) -> Server:
         # (1,000 / 3,000) left thousands of watches that opened at once hanging, never started.
         ("grpc.server.max_pending_requests", _MAX_PENDING_CALLS),
         ("grpc.server.max_pending_requests_hard_limit", _MAX_PENDING_CALLS),
+        # How long such a call may wait before grpc core cancels it (default 30 s). The asyncio
+        # server picks calls up one at a time (a few hundred a second on two busy cores), so of
+        # 10,000 watches opened at once the last thousands waited longer and ended CANCELLED.
+        ("grpc.server_max_unrequested_time_in_server", _MAX_UNREQUESTED_S),
     ]
     # No grpc.aio interceptors: they run on every call and build new handler objects each time.
     # Handlers are wrapped once, as they are registered: admission inside, telemetry outside (so

@@ -112,6 +112,7 @@ async def serve(port: int) -> None:
         ("grpc.max_receive_message_length", 4 * 1024 * 1024),
         ("grpc.server.max_pending_requests", 100_000),  # as the real server: see app.py
         ("grpc.server.max_pending_requests_hard_limit", 100_000),
+        ("grpc.server_max_unrequested_time_in_server", 3600),
     ]
     server = grpc.aio.server(options=options)
     table = handlers(Ceiling())
