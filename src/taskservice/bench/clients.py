@@ -248,7 +248,7 @@ async def idle_watchers(port: int, count: int, token: str | None, label: str, rs
     """Open `count` watches that stay idle once subscribed; returns the server's RSS (bytes) then."""
     crowd = _Crowd(port, count, token, label)
     try:
-        await crowd.subscribed(within=120)
+        await crowd.subscribed(within=300)
         await asyncio.sleep(1)
         return rss()
     finally:
