@@ -27,12 +27,19 @@ def watches():
 
 
 def settle(watch: Watch, stub, tag: str) -> None:
-    """Create a marker task and wait for it, so the watch is certainly live before the test acts."""
-    marker = stub.CreateTask(pb.CreateTaskRequest(title="marker", labels=[tag]))
-    while True:
-        event = watch.next()
-        if event.task.id == marker.id:
+    """Create marker tasks until one arrives, so the watch is certainly live before the test acts
+    (a marker committed before the watch started is, rightly, never sent to it)."""
+    import queue
+
+    for _ in range(20):
+        marker = stub.CreateTask(pb.CreateTaskRequest(title="marker", labels=[tag]))
+        try:
+            while watch.next(timeout=1.0).task.id != marker.id:
+                pass
             return
+        except queue.Empty:
+            continue
+    raise AssertionError("the watch never became live")
 
 
 def test_live_events_arrive_in_sequence_order_once(stub, tag, watches) -> None:
