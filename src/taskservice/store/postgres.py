@@ -66,6 +66,7 @@ SELECT log.head, pg_notify('{CHANNEL}', log.head::text) FROM log
 """
 _EVENT_COLUMNS = "sequence, event_type, occurred_us, triggered_by, task, previous"
 _INSERT_TASK = "INSERT INTO tasks VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+_UPDATE_TASK = sql.update_task_sql(lambda n: f"${n}")
 _INSERT_LABEL = "INSERT INTO task_labels VALUES ($1, $2) ON CONFLICT DO NOTHING"
 
 
@@ -352,17 +353,7 @@ class PostgresStore:
             updated = change(current)
             if updated is None:
                 return current, []
-            await conn.execute(
-                "UPDATE tasks SET assigned_to = $1, status = $2, priority = $3, updated_us = $4, "
-                "due_key = $5, body = $6 WHERE id = $7",
-                updated.assigned_to,
-                updated.status,
-                updated.priority,
-                us_from_timestamp(updated.updated_at),
-                due_key(updated),
-                updated.SerializeToString(),
-                task_id,
-            )
+            await conn.execute(_UPDATE_TASK, *sql.update_task_values(updated))
             if list(updated.labels) != list(current.labels):
                 await conn.execute("DELETE FROM task_labels WHERE task_id = $1", task_id)
                 if updated.labels:

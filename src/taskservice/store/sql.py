@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from taskservice.api import task_service_pb2 as pb
+from taskservice.model import due_key, us_from_timestamp
 from taskservice.paging import PageQuery, TaskFilter
 
 SORT_COLUMNS = {
@@ -77,3 +79,24 @@ def count_sql(task_filter: TaskFilter, params: Params) -> str:
 def snapshot_sql(task_filter: TaskFilter, params: Params) -> str:
     clauses = where(task_filter, params)
     return "SELECT body FROM tasks" + (" WHERE " + " AND ".join(clauses) if clauses else "") + " ORDER BY id"
+
+
+def update_task_sql(style: Callable[[int], str]) -> str:
+    """The statement that writes a changed task; its parameters are `update_task_values(task)`."""
+    p = [style(i) for i in range(1, 8)]
+    return (
+        f"UPDATE tasks SET assigned_to = {p[0]}, status = {p[1]}, priority = {p[2]}, updated_us = {p[3]}, "
+        f"due_key = {p[4]}, body = {p[5]} WHERE id = {p[6]}"
+    )
+
+
+def update_task_values(task: pb.Task) -> tuple[object, ...]:
+    return (
+        task.assigned_to,
+        task.status,
+        task.priority,
+        us_from_timestamp(task.updated_at),
+        due_key(task),
+        task.SerializeToString(),
+        task.id,
+    )

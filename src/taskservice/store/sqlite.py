@@ -37,6 +37,7 @@ log = structlog.get_logger(__name__)
 
 Op = Callable[[sqlite3.Connection], tuple[Any, list[StoredEvent]]]
 _MAX_BATCH = 512
+_UPDATE_TASK = sql.update_task_sql(lambda _: "?")
 
 
 def _qmark(_: int) -> str:
@@ -315,19 +316,7 @@ class SQLiteStore:
             updated = change(current)
             if updated is None:
                 return current, []
-            conn.execute(
-                "UPDATE tasks SET assigned_to = ?, status = ?, priority = ?, updated_us = ?, due_key = ?, "
-                "body = ? WHERE id = ?",
-                (
-                    updated.assigned_to,
-                    updated.status,
-                    updated.priority,
-                    us_from_timestamp(updated.updated_at),
-                    due_key(updated),
-                    updated.SerializeToString(),
-                    task_id,
-                ),
-            )
+            conn.execute(_UPDATE_TASK, sql.update_task_values(updated))
             if list(updated.labels) != list(current.labels):
                 conn.execute("DELETE FROM task_labels WHERE task_id = ?", (task_id,))
                 _insert_labels(conn, updated)
