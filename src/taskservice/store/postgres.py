@@ -22,7 +22,7 @@ import structlog
 
 from taskservice.api import task_service_pb2 as pb
 from taskservice.errors import AlreadyExists, DomainError, NotFound, Unavailable
-from taskservice.model import due_key, now_us, us_from_timestamp
+from taskservice.model import now_us
 from taskservice.paging import PageQuery, TaskFilter
 from taskservice.store import sql
 from taskservice.store.base import Change, Check, EventBounds, EventListener, NewTask, StoredEvent
@@ -334,7 +334,7 @@ class PostgresStore:
                 fresh.append(item.task)
                 results.append(item.task)
             if fresh:
-                await conn.executemany(_INSERT_TASK, [_task_row(task) for task in fresh])
+                await conn.executemany(_INSERT_TASK, [sql.task_row(task) for task in fresh])
                 labels = [(label, task.id) for task in fresh for label in task.labels]
                 if labels:
                     await conn.executemany(_INSERT_LABEL, labels)
@@ -459,20 +459,6 @@ async def _lock(conn: Connection, task_id: str) -> pb.Task:
     if body is None:
         raise NotFound.task(task_id)
     return pb.Task.FromString(body)
-
-
-def _task_row(task: pb.Task) -> tuple[object, ...]:
-    return (
-        task.id,
-        task.created_by,
-        task.assigned_to,
-        task.status,
-        task.priority,
-        us_from_timestamp(task.created_at),
-        us_from_timestamp(task.updated_at),
-        due_key(task),
-        task.SerializeToString(),
-    )
 
 
 async def _claim_request(conn: Connection, item: NewTask) -> bool:

@@ -100,3 +100,18 @@ def update_task_values(task: pb.Task) -> tuple[object, ...]:
         task.SerializeToString(),
         task.id,
     )
+
+
+def task_row(task: pb.Task, body: bytes | None = None) -> tuple[object, ...]:
+    """A task as the `tasks` table's columns, in order (`body`: its encoding, when already made)."""
+    return (
+        task.id,
+        task.created_by,
+        task.assigned_to,
+        task.status,
+        task.priority,
+        us_from_timestamp(task.created_at),
+        us_from_timestamp(task.updated_at),
+        due_key(task),
+        task.SerializeToString() if body is None else body,
+    )

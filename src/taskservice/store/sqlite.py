@@ -26,7 +26,7 @@ import structlog
 
 from taskservice.api import task_service_pb2 as pb
 from taskservice.errors import AlreadyExists, DomainError, NotFound, Unavailable
-from taskservice.model import due_key, now_us, us_from_timestamp
+from taskservice.model import now_us
 from taskservice.paging import PageQuery, TaskFilter
 from taskservice.store import sql
 from taskservice.store.base import Change, Check, EventBounds, EventListener, NewTask, StoredEvent
@@ -458,20 +458,7 @@ def _insert_created(conn: sqlite3.Connection, tasks: list[pb.Task]) -> list[Stor
     bodies = [task.SerializeToString() for task in tasks]
     conn.executemany(
         "INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            (
-                task.id,
-                task.created_by,
-                task.assigned_to,
-                task.status,
-                task.priority,
-                us_from_timestamp(task.created_at),
-                us_from_timestamp(task.updated_at),
-                due_key(task),
-                body,
-            )
-            for task, body in zip(tasks, bodies, strict=True)
-        ],
+        [sql.task_row(task, body) for task, body in zip(tasks, bodies, strict=True)],
     )
     labels = [(label, task.id) for task in tasks for label in task.labels]
     if labels:
