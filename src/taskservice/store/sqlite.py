@@ -115,22 +115,14 @@ class _Writer:
         conn.close()
 
     def _commit(self, conn: sqlite3.Connection, batch: list[tuple[Op, asyncio.Future[Any]]]) -> None:
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-        events: list[StoredEvent] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for op, future in batch:
-                conn.execute("SAVEPOINT op")
-                try:
-                    value, op_events = op(conn)
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    outcomes.append((future, None, exc))
-                else:
-                    conn.execute("RELEASE op")
-                    outcomes.append((future, value, None))
-                    events.extend(op_events)
+            outcomes, events = self._apply(conn, batch, savepoints=False)
+            if outcomes is None:  # an op failed half-way: start over, each op in its own savepoint
+                conn.execute("ROLLBACK")
+                conn.execute("BEGIN IMMEDIATE")
+                outcomes, events = self._apply(conn, batch, savepoints=True)
+                assert outcomes is not None
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             log.error("store.commit_failed", error=str(exc), batch=len(batch))
@@ -141,6 +133,37 @@ class _Writer:
             events = []
         with contextlib.suppress(RuntimeError):  # RuntimeError: the loop is gone, nobody is waiting
             self._loop.call_soon_threadsafe(self._deliver, outcomes, events)
+
+    @staticmethod
+    def _apply(
+        conn: sqlite3.Connection, batch: list[tuple[Op, asyncio.Future[Any]]], *, savepoints: bool
+    ) -> tuple[list[tuple[asyncio.Future[Any], Any, BaseException | None]] | None, list[StoredEvent]]:
+        """Run the batch's ops in the open transaction. Without savepoints (the fast path: a savepoint
+        and its release cost about a third of a small write), an op that fails before it changed a row
+        (the usual case: not found, wrong version, no permission) is simply answered with its error;
+        one that fails after changing rows makes this return None, and the caller redoes the batch
+        with each op in a savepoint it can roll back alone."""
+        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        events: list[StoredEvent] = []
+        for op, future in batch:
+            if savepoints:
+                conn.execute("SAVEPOINT op")
+            changes = conn.total_changes
+            try:
+                value, op_events = op(conn)
+            except Exception as exc:
+                if savepoints:
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                elif conn.total_changes != changes:
+                    return None, []
+                outcomes.append((future, None, exc))
+            else:
+                if savepoints:
+                    conn.execute("RELEASE op")
+                outcomes.append((future, value, None))
+                events.extend(op_events)
+        return outcomes, events
 
     def _deliver(
         self, outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]], events: list[StoredEvent]
