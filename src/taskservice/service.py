@@ -7,6 +7,7 @@ in this module and nowhere else.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence, Sized
 from dataclasses import dataclass
@@ -126,32 +127,53 @@ class TaskService:
     async def bulk_create(
         self, caller: Caller, requests: AsyncIterable[pb.CreateTaskRequest]
     ) -> pb.BulkCreateResponse:
+        """Create tasks in chunks, in stream order. One chunk is written while the next is read, so
+        receiving and writing overlap; a failing item is reported by its index and does not stop the
+        others."""
         max_items = self.limits.bulk_items_max
         response = pb.BulkCreateResponse()
         pending: list[tuple[int, NewTask]] = []
+        writing: asyncio.Task[None] | None = None
 
-        async def flush() -> None:
-            results = await self._store.create_many([item for _, item in pending])
-            for (index, _), result in zip(pending, results, strict=True):
+        async def write(chunk: list[tuple[int, NewTask]]) -> None:
+            results = await self._store.create_many([item for _, item in chunk])
+            for (index, _), result in zip(chunk, results, strict=True):
                 if isinstance(result, DomainError):
                     response.errors.add(index=index, error_message=result.message, code=result.code)
                 else:
                     response.tasks.append(result)
-            pending.clear()
+
+        async def flush() -> None:
+            nonlocal writing, pending
+            if writing is not None:
+                await writing  # chunks are written one after another: tasks stay in stream order
+            writing = asyncio.ensure_future(write(pending)) if pending else None
+            pending = []
 
         index = -1
-        async for request in requests:
-            index += 1
-            if index >= max_items:
-                raise InvalidArgument.field("requests", f"a bulk stream may carry at most {max_items} tasks")
-            try:
-                pending.append((index, self._new_task(caller, request)))
-            except DomainError as error:
-                response.errors.add(index=index, error_message=error.message, code=error.code)
-            if len(pending) >= _BULK_CHUNK:
-                await flush()
-        if pending:
+        try:
+            async for request in requests:
+                index += 1
+                if index >= max_items:
+                    raise InvalidArgument.field(
+                        "requests", f"a bulk stream may carry at most {max_items} tasks"
+                    )
+                try:
+                    pending.append((index, self._new_task(caller, request)))
+                except DomainError as error:
+                    response.errors.add(index=index, error_message=error.message, code=error.code)
+                if len(pending) >= _BULK_CHUNK:
+                    await flush()
             await flush()
+            await flush()
+        finally:
+            if writing is not None:
+                # The stream failed while a chunk was being written: it commits regardless (as the
+                # chunks before it did); wait for it so its outcome is not lost unobserved.
+                await asyncio.wait((writing,))
+                if not writing.cancelled():
+                    writing.exception()
+        response.errors.sort(key=lambda error: error.index)
         response.success_count = len(response.tasks)
         return response
 
