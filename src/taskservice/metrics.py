@@ -183,21 +183,26 @@ class TaskCounts:
             child.set(await store.count(TaskFilter(statuses=(status,))))
 
     def on_events(self, events: list[StoredEvent]) -> None:
-        """Store listener: count each appended event and move the task between status buckets."""
+        """Store listener: count each appended event and move the task between status buckets. A
+        commit can carry hundreds of events (bulk creates): the moves are summed first, and each
+        series is changed once per commit."""
+        appended: dict[int, int] = {}
+        moved: dict[int, int] = {}
         for event in events:
-            self._events[event.event_type].inc()
-            if event.event_type == pb.EVENT_TYPE_CREATED:
-                self._move(None, event.task.status)
-            elif event.event_type == pb.EVENT_TYPE_DELETED:
-                self._move(event.task.status, None)
+            kind = event.event_type
+            appended[kind] = appended.get(kind, 0) + 1
+            if kind == pb.EVENT_TYPE_CREATED:
+                moved[event.task.status] = moved.get(event.task.status, 0) + 1
+            elif kind == pb.EVENT_TYPE_DELETED:
+                moved[event.task.status] = moved.get(event.task.status, 0) - 1
             elif event.previous is not None and event.previous.status != event.task.status:
-                self._move(event.previous.status, event.task.status)
-
-    def _move(self, old: int | None, new: int | None) -> None:
-        if old in self._children:
-            self._children[old].dec()
-        if new in self._children:
-            self._children[new].inc()
+                moved[event.previous.status] = moved.get(event.previous.status, 0) - 1
+                moved[event.task.status] = moved.get(event.task.status, 0) + 1
+        for kind, count in appended.items():
+            self._events[kind].inc(count)
+        for status, delta in moved.items():
+            if delta and status in self._children:
+                self._children[status].inc(delta)
 
 
 class _WatchCollector(Collector):
