@@ -42,6 +42,29 @@ def grpc_frame(message: Message) -> bytes:
     return struct.pack(">BI", 0, len(data)) + data
 
 
+def grpc_stream(message: Message, count: int) -> bytes:
+    """The HTTP/2 body of a client-streaming call that sends `message` `count` times: a request
+    stream is its length-prefixed messages one after another, so h2load can send a whole
+    BulkCreateTasks stream as one fixed body."""
+    return grpc_frame(message) * count
+
+
+def median_outcome(outcomes: list[Outcome]) -> Outcome:
+    """Each figure's median over rounds (one slow round on a shared machine does not decide)."""
+
+    def median(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return statistics.median(known) if known else None
+
+    return Outcome(
+        requests_per_s=statistics.median(o.requests_per_s for o in outcomes),
+        succeeded=sum(o.succeeded for o in outcomes),
+        failed=sum(o.failed for o in outcomes),
+        p50_ms=median([o.p50_ms for o in outcomes]),
+        p99_ms=median([o.p99_ms for o in outcomes]),
+    )
+
+
 @dataclass(frozen=True)
 class Load:
     """How h2load drives a server: clients (connections) x streams each, for `seconds`."""
