@@ -3,6 +3,8 @@
 Ops run without savepoints (the fast path); one that fails before it changed a row is answered with
 its error, one that fails after changing rows makes the writer redo the batch with each op in its own
 savepoint. Either way the failing op leaves nothing behind and the others in its batch commit.
+Plain creates (no request id) of many calls are inserted together; a failure among them is found by
+the redo and fails that create alone.
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from taskservice.api import task_service_pb2 as pb
 from taskservice.errors import NotFound
-from taskservice.store.sqlite import SQLiteStore
+from taskservice.model import now_us, timestamp_from_us
+from taskservice.store.base import StoredEvent
+from taskservice.store.sqlite import SQLiteStore, _append_event, _Creates
 
 
 def _meta_op(key: str, *, fail: str = ""):  # type: ignore[no-untyped-def]
@@ -87,3 +92,65 @@ def test_a_constraint_violation_fails_only_its_write(tmp_path: Path) -> None:
     assert results[0] == "k1" and results[2] == "k2"
     assert isinstance(results[1], sqlite3.IntegrityError)
     assert _keys(path) == {"k1", "k2"}
+
+
+def _task(task_id: str) -> pb.Task:
+    now = timestamp_from_us(now_us())
+    return pb.Task(
+        id=task_id, title=task_id, created_by="u", status=pb.TASK_STATUS_TODO, priority=pb.PRIORITY_LOW,
+        labels=["w"], created_at=now, updated_at=now, version=1,
+    )  # fmt: skip
+
+
+def _event_op(task_id: str):  # type: ignore[no-untyped-def]
+    def op(conn: sqlite3.Connection):  # type: ignore[no-untyped-def]
+        return None, [_append_event(conn, pb.EVENT_TYPE_UPDATED, _task(task_id), None, "u")]
+
+    return op
+
+
+def _plain_creates(*ids: str):  # type: ignore[no-untyped-def]
+    return [_Creates([_task(task_id)]) for task_id in ids]
+
+
+def test_plain_creates_of_a_batch_are_inserted_together_in_order(tmp_path: Path) -> None:
+    async def scenario() -> tuple[list[object], list[StoredEvent]]:
+        store = SQLiteStore(str(tmp_path / "tasks.db"))
+        events: list[StoredEvent] = []
+        store.subscribe(events.extend)
+        await store.open()
+        try:
+            results = await _one_batch(
+                store, [*_plain_creates("a", "b"), _event_op("x"), *_plain_creates("c")]
+            )
+            return results, events
+        finally:
+            await store.close()
+
+    results, events = asyncio.run(scenario())
+    assert [[task.id for task in r] for r in (results[0], results[1], results[3])] == [["a"], ["b"], ["c"]]  # type: ignore[union-attr]
+    # The creates went in together, ahead of the other write of their batch.
+    assert [(e.task.id, e.sequence) for e in events] == [("a", 1), ("b", 2), ("c", 3), ("x", 4)]
+
+
+def test_a_failing_create_among_merged_ones_fails_alone(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.db"
+
+    async def scenario() -> tuple[list[object], list[StoredEvent]]:
+        store = SQLiteStore(str(path))
+        events: list[StoredEvent] = []
+        store.subscribe(events.extend)
+        await store.open()
+        try:
+            await store._write(_Creates([_task("taken")]))
+            results = await _one_batch(store, _plain_creates("a", "taken", "b"))
+            return results, events
+        finally:
+            await store.close()
+
+    results, events = asyncio.run(scenario())
+    assert isinstance(results[1], sqlite3.IntegrityError)
+    assert [e.task.id for e in events] == ["taken", "a", "b"]
+    assert [e.sequence for e in events] == [1, 2, 3]
+    with sqlite3.connect(path) as conn:
+        assert sorted(row[0] for row in conn.execute("SELECT id FROM tasks")) == ["a", "b", "taken"]

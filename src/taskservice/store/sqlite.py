@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import queue
 import shutil
@@ -54,6 +55,19 @@ def _event_from_row(row: tuple[int, int, int, str, bytes, bytes | None]) -> Stor
         occurred_us=occurred_us,
         triggered_by=triggered_by,
     )
+
+
+class _Creates:
+    """The op of a create whose tasks carry no request id. Only the database itself can make it fail,
+    so the writer inserts all of a batch's together, in one statement per table."""
+
+    __slots__ = ("tasks",)
+
+    def __init__(self, tasks: list[pb.Task]) -> None:
+        self.tasks = tasks
+
+    def __call__(self, conn: sqlite3.Connection) -> tuple[list[pb.Task], list[StoredEvent]]:
+        return list(self.tasks), _insert_created(conn, self.tasks)
 
 
 class _Writer:
@@ -142,9 +156,20 @@ class _Writer:
         and its release cost about a third of a small write), an op that fails before it changed a row
         (the usual case: not found, wrong version, no permission) is simply answered with its error;
         one that fails after changing rows makes this return None, and the caller redoes the batch
-        with each op in a savepoint it can roll back alone."""
+        with each op in a savepoint it can roll back alone. On the fast path the batch's plain creates
+        (from many calls) are inserted together, first: a new task cannot touch another op's rows."""
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         events: list[StoredEvent] = []
+        if not savepoints:
+            creates = [(op, future) for op, future in batch if isinstance(op, _Creates)]
+            if len(creates) > 1:
+                try:
+                    events = _insert_created(conn, [task for create, _ in creates for task in create.tasks])
+                except Exception:
+                    return None, []  # the redo, op by op, tells which one failed
+                for create, future in creates:
+                    outcomes.append((future, list(create.tasks), None))
+                batch = [(op, future) for op, future in batch if not isinstance(op, _Creates)]
         for op, future in batch:
             if savepoints:
                 conn.execute("SAVEPOINT op")
@@ -298,6 +323,10 @@ class SQLiteStore:
     # -- writes -------------------------------------------------------------------------------
 
     async def create_many(self, items: list[NewTask]) -> list[pb.Task | DomainError]:
+        if not any(item.request_id for item in items):
+            plain: list[pb.Task | DomainError] = await self._write(_Creates([item.task for item in items]))
+            return plain
+
         def op(conn: sqlite3.Connection) -> tuple[list[pb.Task | DomainError], list[StoredEvent]]:
             results: list[pb.Task | DomainError] = []
             events: list[StoredEvent] = []
@@ -475,20 +504,20 @@ def _earlier_request(conn: sqlite3.Connection, item: NewTask) -> pb.Task | Domai
 
 
 def _insert_created(conn: sqlite3.Connection, tasks: list[pb.Task]) -> list[StoredEvent]:
-    """Insert new tasks and their CREATED events, each table in one statement."""
+    """Insert new tasks and their CREATED events, a few multi-row statements per table."""
     if not tasks:
         return []
     bodies = [task.SerializeToString() for task in tasks]
-    conn.executemany(
-        "INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [sql.task_row(task, body) for task, body in zip(tasks, bodies, strict=True)],
+    _insert_rows(
+        conn, _INSERT_TASKS, [sql.task_row(task, body) for task, body in zip(tasks, bodies, strict=True)]
     )
     labels = [(label, task.id) for task in tasks for label in task.labels]
     if labels:
-        conn.executemany("INSERT OR IGNORE INTO task_labels VALUES (?, ?)", labels)
+        _insert_rows(conn, _INSERT_LABELS, labels)
     occurred = now_us()
-    conn.executemany(
-        "INSERT INTO events (event_type, task_id, occurred_us, triggered_by, task) VALUES (?, ?, ?, ?, ?)",
+    _insert_rows(
+        conn,
+        _INSERT_EVENTS,
         [
             (pb.EVENT_TYPE_CREATED, task.id, occurred, task.created_by, body)
             for task, body in zip(tasks, bodies, strict=True)
@@ -504,9 +533,32 @@ def _insert_created(conn: sqlite3.Connection, tasks: list[pb.Task]) -> list[Stor
 
 def _insert_labels(conn: sqlite3.Connection, task: pb.Task) -> None:
     if task.labels:
-        conn.executemany(
-            "INSERT OR IGNORE INTO task_labels VALUES (?, ?)", [(label, task.id) for label in task.labels]
-        )
+        _insert_rows(conn, _INSERT_LABELS, [(label, task.id) for label in task.labels])
+
+
+_INSERT_TASKS = "INSERT INTO tasks VALUES"
+_INSERT_LABELS = "INSERT OR IGNORE INTO task_labels VALUES"
+_INSERT_EVENTS = "INSERT INTO events (event_type, task_id, occurred_us, triggered_by, task) VALUES"
+_ROWS_PER_STATEMENT = (256, 64, 16, 4, 1)
+
+
+def _insert_rows(conn: sqlite3.Connection, insert: str, rows: list[tuple[Any, ...]]) -> None:
+    """`insert` ... VALUES (…), (…), … for all `rows`, in statements of a few fixed sizes so each is
+    prepared once and then taken from the statement cache. One statement per size rather than one
+    step per row: the sqlite3 module lets go of the GIL around every step, and taking it back from a
+    busy event loop can wait a whole switch interval."""
+    at = 0
+    for size in _ROWS_PER_STATEMENT:
+        while len(rows) - at >= size:
+            chunk = rows[at : at + size]
+            conn.execute(_values_sql(insert, len(chunk[0]), size), [value for row in chunk for value in row])
+            at += size
+
+
+@functools.cache
+def _values_sql(insert: str, width: int, rows: int) -> str:
+    one = "(" + ", ".join("?" * width) + ")"
+    return f"{insert} {', '.join([one] * rows)}"
 
 
 def _append_event(
