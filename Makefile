@@ -15,7 +15,7 @@ WEB_SOURCES := $(wildcard web/src/*.ts web/src/*.css web/compat/*) web/index.htm
 
 install: $(STAMP) $(WEB_BUILD)
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml requirements.lock scripts/install-h2load.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@test -x $(UV) || $(BIN)/pip install -q uv==0.13.8
 	$(UV) pip sync -q --python $(BIN)/python requirements.lock
