@@ -80,6 +80,11 @@ def test_quick_bench_watchers_lose_and_reorder_nothing(quick_bench: tuple[dict, 
     assert row["value"] == 0
 
 
+def test_quick_bench_reads_the_watches_with_the_compiled_driver(quick_bench: tuple[dict, Path, str]) -> None:
+    _, chart, _ = quick_bench
+    assert list((chart.parent / "cache").glob("watchdriver-*")), "the watch driver was not built in the cache"
+
+
 def test_quick_bench_prints_the_table_and_draws_the_chart(quick_bench: tuple[dict, Path, str]) -> None:
     _, chart, printed = quick_bench
     assert "scenario" in printed and "ceiling" in printed and "GetTask" in printed
