@@ -1,12 +1,10 @@
-"""Streaming scenarios: bulk creates and updates from a Python asyncio gRPC client, watches from the
-compiled watch driver.
+"""Python clients for what h2load cannot do alone, and the watch scenarios around the compiled driver.
 
-h2load cannot hold a server stream open or send a client stream. A bulk item costs the client one
-pre-encoded message sent through identity serializers, little against the server's validation and
-insert. UpdateTask is here because each call must carry a different body (an update that changes
-nothing writes nothing); its figure is bounded by this client, which the table says. Watches are
-read by `watchdriver` (C, libnghttp2): a Python client reading 1,000 watches measured itself. Python
-only writes the tasks they watch.
+A unary call and a bulk stream through a real gRPC client check, before h2load's run, that a body
+succeeds (h2load does not read trailers). UpdateTask is here because each call must carry a
+different body (an update that changes nothing writes nothing); its figure is bounded by this
+client, which the table says. Watches are held and read by `watchdriver` (C, libnghttp2): a Python
+client reading 1,000 watches measured itself. Python only writes the tasks they watch.
 """
 
 from __future__ import annotations
