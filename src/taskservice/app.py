@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import ipaddress
 import signal
 import sys
@@ -42,6 +43,7 @@ _IDEMPOTENCY_KEY_TTL_US = 24 * 3600 * 1_000_000
 _ANNOUNCED_TOKEN_TTL = 24 * 3600.0
 _MAX_PENDING_CALLS = 100_000
 _MAX_UNREQUESTED_S = 3600
+_GC_THRESHOLDS = (50_000, 20, 100)
 
 
 @dataclass
@@ -162,7 +164,19 @@ async def start(settings: Settings, reuse_port: bool = False) -> Server:
     server._tasks.append(asyncio.create_task(http.serve_http(app, http_sock, shutdown, tls)))
     server._tasks.append(asyncio.create_task(_prune_forever(store, settings)))
     server._tasks.append(asyncio.create_task(readiness.watch(settings.health_check_interval)))
+    _tune_gc()
     return server
+
+
+def _tune_gc() -> None:
+    """Fewer cyclic-GC passes over a server's long-lived objects. Everything built at start-up
+    (modules, descriptors, handlers) moves out of the collector's sight, and a young collection runs
+    every 50,000 allocations instead of 700: each open watch holds a few dozen objects, and with
+    10,000 of them, collections walking them all took 40% of the CPU while watches were opening
+    (py-spy); 10,000 watches subscribed in 10-45 s before, 5.6-9.1 s after (alternating runs)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*_GC_THRESHOLDS)
 
 
 async def _prune_forever(store: TaskStore, settings: Settings) -> None:
