@@ -220,9 +220,9 @@ class TaskService:
         task.status = pb.TASK_STATUS_TODO
         task.created_by = caller.user_id
         task.version = 1
-        now = timestamp_from_us(now_us())
-        task.created_at.CopyFrom(now)
-        task.updated_at.CopyFrom(now)
+        seconds, micros = divmod(now_us(), 1_000_000)
+        task.created_at.seconds = task.updated_at.seconds = seconds
+        task.created_at.nanos = task.updated_at.nanos = micros * 1000
         request_hash = b""
         if request.request_id:
             fingerprint = pb.CreateTaskRequest()

@@ -78,8 +78,10 @@ class Checker:
         labels = list(dict.fromkeys(values))  # duplicates collapse, order kept
         if len(labels) > self.limits.labels_max:
             self.fail(field, f"at most {self.limits.labels_max} labels (got {len(labels)})")
+        most = self.limits.label_max
         for i, label in enumerate(labels):
-            self.text(f"{field}[{i}]", label, max_len=self.limits.label_max, min_len=1)
+            if not 0 < len(label) <= most or "\x00" in label:  # the field name is built only for a violation
+                self.text(f"{field}[{i}]", label, max_len=most, min_len=1)
         return labels
 
     def metadata(self, field: str, values: Mapping[str, str]) -> None:
@@ -111,8 +113,9 @@ def new_task_fields(limits: Limits, req: pb.CreateTaskRequest, field_prefix: str
         priority=req.priority or pb.PRIORITY_MEDIUM,
         labels=check.labels(f"{p}labels", req.labels),
         assigned_to=req.assigned_to,
-        metadata=req.metadata,
     )
+    if req.metadata:  # copying an empty map costs more than the rest of the task
+        task.metadata.update(req.metadata)
     check.text(f"{p}description", req.description, max_len=limits.description_max)
     check.enum(f"{p}priority", task.priority, PRIORITIES, "Priority")
     check.text(f"{p}assigned_to", req.assigned_to, max_len=limits.assigned_to_max)
