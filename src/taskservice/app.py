@@ -31,7 +31,6 @@ from taskservice.store.base import TaskStore
 from taskservice.store.instrumented import InstrumentedStore
 from taskservice.transport import grpc as grpc_transport
 from taskservice.transport import http
-from taskservice.transport.grpc_admission import AdmissionGuard
 from taskservice.transport.grpcweb import GrpcWebTransport
 from taskservice.transport.interceptor import Telemetry
 from taskservice.validation import Limits
@@ -122,16 +121,13 @@ async def start(settings: Settings, reuse_port: bool = False) -> Server:
         ("grpc.server_max_unrequested_time_in_server", _MAX_UNREQUESTED_S),
     ]
     # No grpc.aio interceptors: they run on every call and build new handler objects each time.
-    # Handlers are wrapped once, as they are registered: admission inside, telemetry outside (so
-    # calls that admission refuses are counted and logged too). Health and reflection get telemetry
-    # only: they need no token.
+    # TaskService's handlers come observed and admitted (calls that admission refuses are counted
+    # and logged too); health and reflection are observed as they are registered, and need no token.
     telemetry = Telemetry(tracer=tracer)
     grpc_server = grpc.aio.server(options=options)
     observed_server = telemetry.server(grpc_server)
-    transport = grpc_transport.GrpcTransport(service, authenticator, shutdown)
-    handlers = AdmissionGuard(admission).guarded(transport.handlers())
-    telemetry.prepare(grpc_transport.SERVICE_NAME, handlers)
-    grpc_transport.add_to_server(observed_server, handlers)
+    transport = grpc_transport.GrpcTransport(service, admission, telemetry, shutdown)
+    grpc_transport.add_to_server(grpc_server, transport.handlers())
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, observed_server)
     reflection.enable_server_reflection(

@@ -1,8 +1,14 @@
-"""The gRPC adapter: method handlers that authenticate, call the service and map errors.
+"""The gRPC adapter: method handlers that admit the caller, call the service and map errors.
 
 Handlers are registered by hand rather than through the generated servicer base class so that
 (1) a request that fails to decode becomes INVALID_ARGUMENT instead of grpcio's INTERNAL, and
 (2) watch events already encoded once for all watchers go on the wire without re-encoding.
+
+A unary call runs as one coroutine that observes it (metrics, access line, span), admits the
+caller, calls the service and maps its errors: it is the hot path, and three nested wrappers, each
+reading the call's metadata (5 µs a read) and handling errors of its own, cost about 15 µs more per
+call. Streaming handlers are wrapped by `AdmissionGuard` and `Telemetry` instead, once each, when
+they are built.
 """
 
 from __future__ import annotations
@@ -15,14 +21,16 @@ import grpc
 import structlog
 from google.protobuf import empty_pb2
 from google.protobuf.message import DecodeError, Message
-from grpc_status import rpc_status
 
+from taskservice.admission import Admission
 from taskservice.api import task_service_pb2 as pb
-from taskservice.auth import CURRENT_CALLER, Authenticator
-from taskservice.errors import DomainError, InvalidArgument, Unavailable
+from taskservice.auth import CURRENT_CALLER
+from taskservice.errors import DomainError, InvalidArgument, Unauthenticated, Unavailable
 from taskservice.model import Caller
 from taskservice.service import TaskService
-from taskservice.transport.status import internal_status, to_status
+from taskservice.transport.grpc_admission import AdmissionGuard, text_metadata
+from taskservice.transport.interceptor import Telemetry, begin_call, status_code
+from taskservice.transport.status import abort, grpc_code
 
 log = structlog.get_logger(__name__)
 
@@ -52,49 +60,39 @@ def _deserializer(message_type: type[M]) -> Callable[[bytes], M | Malformed]:
     return deserialize
 
 
-def metadata_of(context: grpc.aio.ServicerContext[Any, Any]) -> dict[str, str]:
-    """The call's text metadata (binary `-bin` entries left out)."""
-    return {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
-
-
 def _serialize(message: Message | bytes) -> bytes:
     return message if isinstance(message, bytes) else message.SerializeToString()
 
 
-async def abort(context: grpc.aio.ServicerContext[Any, Any], error: DomainError | None) -> None:
-    """End the call with the error's status (None: INTERNAL, with nothing of the exception)."""
-    status = rpc_status.to_status(to_status(error) if error is not None else internal_status())
-    # Keep the trailing metadata already set (the request id) next to the status details.
-    trailing = tuple(context.trailing_metadata() or ()) + tuple(status.trailing_metadata)
-    await context.abort(status.code, status.details, trailing)
+def _caller() -> Caller:
+    """The caller `AdmissionGuard` admitted for this stream."""
+    caller = CURRENT_CALLER.get()
+    if caller is None:  # a stream handler registered without its guard: refuse, never serve anonymously
+        raise Unauthenticated("the call was not admitted", "missing")
+    return caller
 
 
 class GrpcTransport:
-    """Builds the TaskService method handlers over one service layer."""
+    """Builds the TaskService method handlers over one service layer, admitted and observed."""
 
-    def __init__(self, service: TaskService, authenticator: Authenticator, shutdown: asyncio.Event) -> None:
+    def __init__(
+        self, service: TaskService, admission: Admission, telemetry: Telemetry, shutdown: asyncio.Event
+    ) -> None:
         self._service = service
-        self._auth = authenticator
+        self._admission = admission
+        self._telemetry = telemetry
         self._shutdown = shutdown
 
-    def _caller(self, context: grpc.aio.ServicerContext[Any, Any]) -> Caller:
-        """The caller the admission interceptor authenticated; without one, authenticate here."""
-        caller = CURRENT_CALLER.get()
-        return caller if caller is not None else self._auth.authenticate(metadata_of(context))
-
     def handlers(self) -> dict[str, grpc.RpcMethodHandler]:
+        """Every method's handler, ready to register (`add_to_server`): nothing wraps them again."""
         s = self._service
 
         async def delete(caller: Caller, request: pb.DeleteTaskRequest) -> empty_pb2.Empty:
             await s.delete(caller, request)
             return empty_pb2.Empty()
 
-        return {
-            "CreateTask": self._unary(s.create, pb.CreateTaskRequest),
-            "GetTask": self._unary(s.get, pb.GetTaskRequest),
-            "UpdateTask": self._unary(s.update, pb.UpdateTaskRequest),
-            "DeleteTask": self._unary(delete, pb.DeleteTaskRequest),
-            "ListTasks": self._unary(s.list, pb.ListTasksRequest),
+        guard = AdmissionGuard(self._admission).guard
+        streams = {
             "WatchTasks": grpc.unary_stream_rpc_method_handler(
                 self._watch,
                 request_deserializer=_deserializer(pb.WatchTasksRequest),
@@ -111,22 +109,52 @@ class GrpcTransport:
                 response_serializer=_serialize,
             ),
         }
+        return {
+            "CreateTask": self._unary("CreateTask", s.create, pb.CreateTaskRequest),
+            "GetTask": self._unary("GetTask", s.get, pb.GetTaskRequest),
+            "UpdateTask": self._unary("UpdateTask", s.update, pb.UpdateTaskRequest),
+            "DeleteTask": self._unary("DeleteTask", delete, pb.DeleteTaskRequest),
+            "ListTasks": self._unary("ListTasks", s.list, pb.ListTasksRequest),
+            **{
+                name: self._telemetry.wrap(f"/{SERVICE_NAME}/{name}", guard(handler))
+                for name, handler in streams.items()
+            },
+        }
 
     def _unary(
-        self, method: Callable[[Caller, Any], Awaitable[Message]], request_type: type[Message]
+        self, name: str, method: Callable[[Caller, Any], Awaitable[Message]], request_type: type[Message]
     ) -> grpc.RpcMethodHandler:
+        """One coroutine per call: observe, admit, check the request decoded, call, map errors.
+        Admission comes first, so an undecodable request from an unknown caller is UNAUTHENTICATED."""
+        observer = self._telemetry.observer(f"/{SERVICE_NAME}/{name}", "unary")
+        admit = self._admission.admit
+        received, sent, finish = observer.metrics.received, observer.metrics.sent, observer.finish
+
         async def handle(
             request: Message | Malformed, context: grpc.aio.ServicerContext[Any, Any]
         ) -> Message:
+            metadata = context.invocation_metadata() or ()
+            call = begin_call(observer, context, metadata)
+            received()
             try:
+                caller = admit(text_metadata(metadata))
                 if isinstance(request, Malformed):
                     raise request.error()
-                return await method(self._caller(context), request)
+                response = await method(caller, request)
             except DomainError as error:
+                finish(call, grpc_code(error.code))
                 await abort(context, error)
+            except asyncio.CancelledError as error:
+                finish(call, status_code(context, error))
+                raise
             except Exception:
                 log.exception("rpc.internal_error")
+                finish(call, grpc.StatusCode.INTERNAL)
                 await abort(context, None)
+            else:
+                sent()
+                finish(call, grpc.StatusCode.OK)
+                return response
             raise AssertionError("unreachable: abort raises")
 
         return grpc.unary_unary_rpc_method_handler(
@@ -139,7 +167,7 @@ class GrpcTransport:
         try:
             if isinstance(request, Malformed):
                 raise request.error()
-            async for event in self._service.watch(self._caller(context), request):
+            async for event in self._service.watch(_caller(), request):
                 yield event
         except DomainError as error:
             await abort(context, error)
@@ -153,7 +181,7 @@ class GrpcTransport:
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> pb.BulkCreateResponse:
         try:
-            return await self._service.bulk_create(self._caller(context), _well_formed(requests))
+            return await self._service.bulk_create(_caller(), _well_formed(requests))
         except DomainError as error:
             await abort(context, error)
         except Exception:
@@ -166,7 +194,7 @@ class GrpcTransport:
     ) -> AsyncIterator[pb.TaskResult]:
         try:
             stream = _until(self._shutdown, _well_formed(commands))
-            async for result in self._service.process(self._caller(context), stream):
+            async for result in self._service.process(_caller(), stream):
                 yield result
         except DomainError as error:
             await abort(context, error)
@@ -201,6 +229,6 @@ async def _until(shutdown: asyncio.Event, messages: AsyncIterator[M]) -> AsyncIt
 
 
 def add_to_server(server: Any, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
-    """Register TaskService's handlers (already wrapped by admission and telemetry) on `server`."""
+    """Register TaskService's handlers (`GrpcTransport.handlers`) on `server`."""
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
     server.add_registered_method_handlers(SERVICE_NAME, handlers)

@@ -1,14 +1,14 @@
-"""The wrapper that admits TaskService calls of every shape (unary, server, client
-and bidirectional streaming): it authenticates, applies the rate limit to the call (refused when
-over) and to each message a client streams (paced to the rate), bounds open streams per user, and
-hands the Caller to the handler through `CURRENT_CALLER`. It wraps each TaskService handler once,
-when it is registered (`add_to_server`), not per call as a grpc.aio interceptor would. Health and
-reflection are not wrapped: they need no token.
+"""The wrapper that admits TaskService's streaming calls (server, client and bidirectional): it
+authenticates, applies the rate limit to the call (refused when over) and to each message a client
+streams (paced to the rate), bounds open streams per user, and hands the Caller to the handler
+through `CURRENT_CALLER`. It wraps each streaming handler once, when the handlers are built, not per
+call as a grpc.aio interceptor would. Unary calls are admitted inside their one handler coroutine
+(`transport/grpc.py`). Health and reflection are not wrapped: they need no token.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, TypeAlias
 
 import grpc
@@ -18,28 +18,28 @@ from taskservice.admission import Admission
 from taskservice.auth import CURRENT_CALLER
 from taskservice.errors import DomainError
 from taskservice.model import Caller
-from taskservice.transport.grpc import abort, metadata_of
+from taskservice.transport.status import abort
 
 log = structlog.get_logger(__name__)
 
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
 
+def text_metadata(metadata: Iterable[tuple[str, str | bytes]]) -> dict[str, str]:
+    """A call's text metadata, as admission reads it (binary `-bin` entries left out)."""
+    return {key: value for key, value in metadata if isinstance(value, str)}
+
+
 class AdmissionGuard:
     def __init__(self, admission: Admission) -> None:
         self._admission = admission
 
-    def guarded(self, handlers: dict[str, grpc.RpcMethodHandler]) -> dict[str, grpc.RpcMethodHandler]:
-        """TaskService's handlers, each admitting its calls before it runs."""
-        return {name: self.guard(handler) for name, handler in handlers.items()}
-
     def guard(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """A streaming handler that admits its calls before it runs."""
         options = {
             "request_deserializer": handler.request_deserializer,
             "response_serializer": handler.response_serializer,
         }
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(self._unary_unary(handler.unary_unary), **options)
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(self._unary_stream(handler.unary_stream), **options)
         if handler.stream_unary is not None:
@@ -48,7 +48,7 @@ class AdmissionGuard:
 
     async def _admit(self, context: Context) -> Caller:
         try:
-            caller = self._admission.admit(metadata_of(context))
+            caller = self._admission.admit(text_metadata(context.invocation_metadata() or ()))
         except DomainError as error:
             await abort(context, error)
             raise
@@ -63,13 +63,6 @@ class AdmissionGuard:
         async for message in messages:
             await self._admission.message(caller)  # paced to the caller's rate
             yield message
-
-    def _unary_unary(self, behaviour: Any) -> Any:
-        async def handle(request: Any, context: Context) -> Any:
-            await self._admit(context)
-            return await behaviour(request, context)
-
-        return handle
 
     async def _admit_stream(self, context: Context) -> tuple[Caller, Callable[[], None]]:
         caller = await self._admit(context)

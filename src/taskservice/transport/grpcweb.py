@@ -37,7 +37,7 @@ from taskservice.metrics import MethodMetrics
 from taskservice.model import Caller
 from taskservice.observability import REQUEST_ID_HEADER, CallObserver
 from taskservice.service import TaskService
-from taskservice.transport.status import internal_status, to_status
+from taskservice.transport.status import grpc_code, internal_status, to_status
 
 log = structlog.get_logger(__name__)
 
@@ -46,7 +46,6 @@ TRAILER_FLAG = 0x80
 COMPRESSED_FLAG = 0x01
 _PREFIX = struct.Struct(">BI")
 _TIMEOUT = re.compile(r"^(\d{1,8})([HMSmun])$")
-_STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
 _TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 
 
@@ -293,7 +292,7 @@ class GrpcWebTransport:
         code = grpc.StatusCode.CANCELLED
         try:
             status = await self._run(call, method, observer.metrics, headers, body)
-            code = _STATUS_CODES.get(status.code, grpc.StatusCode.UNKNOWN)
+            code = grpc_code(status.code)
             await call.finish(status)
         finally:
             observer.finish(record, code)

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeAlias
 
 import grpc
 
-from taskservice import metrics
 from taskservice.observability import REQUEST_ID_HEADER, CallObserver, CallRecord
 
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
@@ -45,7 +44,7 @@ class Telemetry:
             return None
         cached = self._wrapped.get(method)
         if cached is None or cached[0] is not handler:
-            cached = self._wrapped[method] = (handler, self._wrap(method, handler))
+            cached = self._wrapped[method] = (handler, self.wrap(method, handler))
         return cached[1]
 
     def server(self, server: grpc.aio.Server) -> Any:
@@ -53,17 +52,15 @@ class Telemetry:
         observed handlers: pass it to the generated `add_*_to_server` helpers (health, reflection)."""
         return _ObservedServer(server, self)
 
-    def prepare(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
-        """Create the series of a service's methods at zero, so rates exist before the first call."""
-        for name, handler in handlers.items():
-            metrics.for_method(
-                f"/{service}/{name}", _FIELDS[(handler.request_streaming, handler.response_streaming)][1]
-            )
+    def observer(self, method: str, rpc_type: str) -> CallObserver:
+        """A new CallObserver of `method`, for a handler that observes its calls itself."""
+        return CallObserver(method, rpc_type, tracer=self._tracer)
 
-    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """`handler` of `method` ("/pkg.Service/Name"), each of its calls observed."""
         field, rpc_type = _FIELDS[(handler.request_streaming, handler.response_streaming)]
         behaviour = getattr(handler, field)
-        observer = CallObserver(method, rpc_type, tracer=self._tracer)
+        observer = self.observer(method, rpc_type)
         if inspect.isasyncgenfunction(behaviour):
             wrapped: Any = _streaming_responses(observer, behaviour, handler.request_streaming)
         elif inspect.iscoroutinefunction(behaviour):
@@ -106,15 +103,23 @@ class _ObservedServer:
         return getattr(self._server, name)
 
 
-def _begin(observer: CallObserver, context: Context) -> CallRecord:
-    call = observer.begin(context.invocation_metadata() or ())
+def begin_call(
+    observer: CallObserver, context: Context, metadata: Sequence[tuple[str, str | bytes]]
+) -> CallRecord:
+    """Start observing a gRPC call whose `metadata` was read from `context`: the request id goes
+    back in the trailing metadata, the peer into the access line."""
+    call = observer.begin(metadata)
     context.set_trailing_metadata(((REQUEST_ID_HEADER, call.request_id),))
     if observer.log_calls:
         call.peer = context.peer()
     return call
 
 
-def _code(context: Context, error: BaseException | None) -> grpc.StatusCode:
+def _begin(observer: CallObserver, context: Context) -> CallRecord:
+    return begin_call(observer, context, context.invocation_metadata() or ())
+
+
+def status_code(context: Context, error: BaseException | None) -> grpc.StatusCode:
     """The status the call ended with, as grpc will send it."""
     code = context.code()
     if isinstance(code, grpc.StatusCode):
@@ -153,9 +158,9 @@ def _single_response(
         try:
             response = await behaviour(request, context)
         except BaseException as error:
-            observer.finish(call, _code(context, error))
+            observer.finish(call, status_code(context, error))
             raise
-        code = _code(context, None)
+        code = status_code(context, None)
         if code is grpc.StatusCode.OK and response is not None:
             sent()
         observer.finish(call, code)
@@ -195,5 +200,5 @@ def _streaming_responses(
 
 def _stream_code(context: Context, outcome: list[BaseException | None]) -> grpc.StatusCode:
     if not outcome:  # the generator never finished: the call was cancelled around it
-        return _code(context, asyncio.CancelledError())
-    return _code(context, outcome[0])
+        return status_code(context, asyncio.CancelledError())
+    return status_code(context, outcome[0])

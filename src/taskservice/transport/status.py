@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
 from taskservice.errors import DomainError, InvalidArgument, ResourceExhausted
 
@@ -31,6 +34,22 @@ def to_status(error: DomainError) -> status_pb2.Status:
 
 def internal_status() -> status_pb2.Status:
     return status_pb2.Status(code=code_pb2.INTERNAL, message="internal error")
+
+
+_GRPC_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def grpc_code(code: int) -> grpc.StatusCode:
+    """The grpc.StatusCode of a google.rpc.Code number (UNKNOWN for a number grpc does not know)."""
+    return _GRPC_CODES.get(code, grpc.StatusCode.UNKNOWN)
+
+
+async def abort(context: grpc.aio.ServicerContext[Any, Any], error: DomainError | None) -> None:
+    """End a gRPC call with the error's status (None: INTERNAL, with nothing of the exception)."""
+    status = rpc_status.to_status(to_status(error) if error is not None else internal_status())
+    # Keep the trailing metadata already set (the request id) next to the status details.
+    trailing = tuple(context.trailing_metadata() or ()) + tuple(status.trailing_metadata)
+    await context.abort(status.code, status.details, trailing)
 
 
 def _attach(status: status_pb2.Status, detail: object) -> None:
