@@ -65,6 +65,11 @@ class Settings:
     web_dir: str = _setting(
         "", "folder with the built board served at / (default: web/dist of the source tree)"
     )
+    event_loop: str = _setting(
+        "uvloop",
+        "asyncio event loop: uvloop (faster; asyncio when not installed) or asyncio",
+        ("uvloop", "asyncio"),
+    )
     workers: int = _setting(
         1, "server processes sharing the gRPC and HTTP ports (SO_REUSEPORT); above 1 needs PostgreSQL"
     )

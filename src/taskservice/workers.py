@@ -42,16 +42,14 @@ def _fixed_port(addr: str) -> str:
 
 def _worker_main(settings: Settings) -> None:
     """Entry point of one worker process."""
-    import asyncio
-
-    from taskservice.app import run
+    from taskservice.app import serve
     from taskservice.observability import configure_logging
 
     os.setpgrp()  # Ctrl-C reaches only the parent, which turns it into one SIGTERM per worker
     with contextlib.suppress(OSError, AttributeError):  # Linux: end with the parent, even on kill -9
         ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     configure_logging(settings.log_level, settings.log_format)
-    asyncio.run(run(settings, reuse_port=True))
+    serve(settings, reuse_port=True)
 
 
 def serve_workers(settings: Settings) -> int:

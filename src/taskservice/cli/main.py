@@ -43,7 +43,7 @@ def cli() -> None:
 @_settings_options
 def serve(**values: Any) -> None:
     """Run the server until SIGTERM or Ctrl-C."""
-    from taskservice.app import run
+    from taskservice.app import serve as serve_here
     from taskservice.observability import configure_logging
 
     settings = Settings(**values)
@@ -53,7 +53,7 @@ def serve(**values: Any) -> None:
             from taskservice.workers import serve_workers
 
             raise SystemExit(serve_workers(settings))
-        asyncio.run(run(settings))
+        serve_here(settings)
     except (OSError, SettingsError, ValueError) as error:
         raise click.ClickException(str(error)) from None
 
