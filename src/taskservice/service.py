@@ -103,16 +103,6 @@ class TaskService:
     ) -> AsyncIterator[pb.TaskEvent | bytes]:
         """Events the caller may see and the filter matches: the initial state when asked, then every
         later change, in sequence order, each once. Yields TaskEvent messages or their encoding."""
-        async for batch in self.watch_batches(caller, request):
-            for event in batch:
-                yield event
-
-    async def watch_batches(
-        self, caller: Caller, request: pb.WatchTasksRequest
-    ) -> AsyncIterator[Sequence[pb.TaskEvent | bytes]]:
-        """`watch`, a batch at a time: what one wake of the event window brought this watcher (a
-        transport that writes each message itself saves a generator hop per delivery). The next
-        batch is read only once the caller asks for it, after it sent this one."""
         view = self._watch_view(caller, request)
         if request.after_sequence > 0:
             await self._check_resumable(request.after_sequence)
@@ -120,19 +110,19 @@ class TaskService:
         elif request.include_initial:
             initial, cursor = await self._store.snapshot(self._visible_filter(caller, request))
             now = timestamp_from_us(now_us())
-            if initial:
-                yield [
-                    pb.TaskEvent(event_type=pb.EVENT_TYPE_CREATED, task=task, timestamp=now, sequence=cursor)
-                    for task in initial
-                ]
+            for task in initial:
+                yield pb.TaskEvent(
+                    event_type=pb.EVENT_TYPE_CREATED, task=task, timestamp=now, sequence=cursor
+                )
         else:
             # The store's head, not this process's window: with replicas, another one may have
             # committed events this window has not received yet, and they precede this watch.
             cursor = (await self._store.event_bounds()).head
-        async for window_batch in self._window.follow(cursor):
-            seen = [message for message in map(view, window_batch) if message is not None]
-            if seen:
-                yield seen
+        async for batch in self._window.follow(cursor):
+            for event in batch:
+                seen = view(event)
+                if seen is not None:
+                    yield seen
 
     async def bulk_create(
         self, caller: Caller, requests: AsyncIterable[pb.CreateTaskRequest]
