@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
+import grpc
 import pytest
 
 from taskservice.api import task_service_pb2 as pb
+from taskservice.client.errors import TaskServiceError
+from taskservice.client.policy import Retry
 from taskservice.client.requests import (
     priority_value,
     status_name,
@@ -51,3 +54,16 @@ def test_update_sets_only_given_fields_and_uses_a_mask_only_to_clear() -> None:
     clearing = update_request("t1", title="New", labels=[], due="")
     assert list(clearing.update_mask.paths) == ["title", "labels", "due_date"]
     assert not clearing.HasField("due_date") and clearing.title == "New"
+
+
+def test_retry_covers_unavailable_and_a_cancel_the_client_did_not_make() -> None:
+    """A CANCELLED this client did not cause comes from a stopping server (grpc/grpc#41785)."""
+    retry = Retry()
+    for code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+        assert retry.delay(TaskServiceError(code, "x"), 1) is not None
+    for code in (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.INTERNAL,
+    ):
+        assert retry.delay(TaskServiceError(code, "x"), 1) is None

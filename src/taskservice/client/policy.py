@@ -27,6 +27,13 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
 ]
 
 
+# UNAVAILABLE: the server could not be reached or is stopping. CANCELLED: this client never cancels
+# a call it would retry (its own cancellation is asyncio.CancelledError or a deadline), so one that
+# ends CANCELLED was cancelled by the server side: grpc core cancels the calls it received but had
+# not handed to a handler yet when the server stops (grpc/grpc#41785), a handful per stop under load.
+_RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
+
+
 @dataclass(frozen=True)
 class Retry:
     """Exponential backoff with jitter. `attempts` bounds unary calls and bulk streams, which also
@@ -45,7 +52,7 @@ class Retry:
 
     def delay(self, error: TaskServiceError, attempt: int) -> float | None:
         """How long to wait before trying again after `error`, or None when it must not be retried."""
-        if error.code == grpc.StatusCode.UNAVAILABLE:
+        if error.code in _RETRYABLE:
             return self.backoff(attempt)
         if error.code == grpc.StatusCode.RESOURCE_EXHAUSTED and error.retry_after is not None:
             return max(error.retry_after, self.backoff(attempt))

@@ -33,7 +33,8 @@ class TaskClient:
     """A connection to a TaskService server.
 
     Unary calls carry a deadline of `timeout` seconds (None: no deadline) that also bounds their
-    retries. Idempotent calls are retried on UNAVAILABLE with exponential backoff (see `Retry`):
+    retries. Idempotent calls are retried on UNAVAILABLE (and on a CANCELLED the client did not cause,
+    see `Retry`) with exponential backoff:
     get, list, create (it always carries a request_id, so a replay returns the first task) and an
     update without `expected_version` (it sets absolute values, so applying it twice equals once).
     Every failure is raised as `TaskServiceError`. `tls`, `ca_file` (the CAs to trust) and
@@ -237,7 +238,7 @@ class TaskClient:
     def bulk_create(self, requests: Iterable[pb.CreateTaskRequest]) -> pb.BulkCreateResponse:
         """Stream the requests in one BulkCreateTasks call; bad items come back in `errors`.
 
-        Retried on UNAVAILABLE only when `requests` is a list (it can be sent again) whose items all
+        Retried (as unary calls are) only when `requests` is a list (it can be sent again) whose items all
         carry a request_id: a replay then returns the tasks already created instead of repeating them."""
         replayable = is_replayable(requests)
         return self._retrying(
