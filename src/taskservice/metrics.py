@@ -181,7 +181,7 @@ class TaskCounts:
         from taskservice.paging import TaskFilter
 
         for status, child in self._children.items():
-            child.set(await store.count(TaskFilter(statuses=(status,))))
+            child.set(await store.count(TaskFilter(statuses=(status,)), keep=False))  # kept from events
 
     def on_events(self, events: list[StoredEvent]) -> None:
         """Store listener: count each appended event and move the task between status buckets. A

@@ -100,7 +100,9 @@ class TaskStore(Protocol):
     async def list_page(self, query: PageQuery) -> list[pb.Task]:
         """Up to `query.limit` tasks after `query.after`, in the query's order."""
 
-    async def count(self, task_filter: TaskFilter) -> int: ...
+    async def count(self, task_filter: TaskFilter, *, keep: bool = True) -> int:
+        """Tasks matching `task_filter`. `keep=False`: a one-off count, not worth keeping current
+        (a store that maintains counts of recent filters from its events skips this one)."""
 
     async def snapshot(self, task_filter: TaskFilter) -> tuple[list[pb.Task], int]:
         """Matching tasks and the sequence of the last event they reflect, read consistently."""

@@ -73,8 +73,8 @@ class InstrumentedStore:
     async def list_page(self, query: PageQuery) -> list[pb.Task]:
         return await self._timed("list_page", lambda: self.inner.list_page(query))
 
-    async def count(self, task_filter: TaskFilter) -> int:
-        return await self._timed("count", lambda: self.inner.count(task_filter))
+    async def count(self, task_filter: TaskFilter, *, keep: bool = True) -> int:
+        return await self._timed("count", lambda: self.inner.count(task_filter, keep=keep))
 
     async def snapshot(self, task_filter: TaskFilter) -> tuple[list[pb.Task], int]:
         return await self._timed("snapshot", lambda: self.inner.snapshot(task_filter))

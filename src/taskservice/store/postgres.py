@@ -414,7 +414,7 @@ class PostgresStore:
 
         return await self._read(work)
 
-    async def count(self, task_filter: TaskFilter) -> int:
+    async def count(self, task_filter: TaskFilter, *, keep: bool = True) -> int:
         params = sql.Params(_dollar)
         statement = sql.count_sql(task_filter, params)
 

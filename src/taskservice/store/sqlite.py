@@ -456,7 +456,7 @@ class SQLiteStore:
         statement = sql.page_sql(query, params)
         return [pb.Task.FromString(row[0]) for row in self._db.execute(statement, params.values)]
 
-    async def count(self, task_filter: TaskFilter) -> int:
+    async def count(self, task_filter: TaskFilter, *, keep: bool = True) -> int:
         cached = self._counts.get(task_filter)
         if cached is not None:
             return cached
@@ -469,7 +469,8 @@ class SQLiteStore:
             value = int(db.execute(statement, params.values).fetchone()[0])
         finally:
             db.execute("COMMIT")
-        self._counts.put(task_filter, value, head)
+        if keep:
+            self._counts.put(task_filter, value, head)
         return value
 
     async def snapshot(self, task_filter: TaskFilter) -> tuple[list[pb.Task], int]:
