@@ -65,14 +65,19 @@ def create_with_retry(stub: rpc.TaskServiceStub, request: pb.CreateTaskRequest) 
     """Retry on UNAVAILABLE, as clients should: nginx answers 502 (UNAVAILABLE) for a call it had
     already sent on a kept-alive connection to the replica that just stopped, and does not replay
     it itself. The request_id makes the retry safe."""
-    for _ in range(50):
+    deadline = time.monotonic() + 20  # a replica's restart, plus nginx's fail_timeout for each upstream
+    failures: list[str] = []
+    while time.monotonic() < deadline:
         try:
             return stub.CreateTask(request, timeout=5)
         except grpc.RpcError as error:
             if error.code() != grpc.StatusCode.UNAVAILABLE:
                 raise
+            failures.append(error.details() or "")
             time.sleep(0.1)
-    raise AssertionError("the service stayed unavailable")
+    raise AssertionError(
+        f"the service stayed unavailable for 20 s: {len(failures)} calls, last {failures[-3:]}"
+    )
 
 
 def test_nginx_balances_calls_and_watchers_resume_across_a_replica_restart(
