@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from taskservice.api import task_service_pb2_grpc as rpc
+from tests.pki import Pki, new_pki, tls_server_process
 from tests.postgres import Database, require_postgres
 from tests.servers import ReplicaSet, ServerProcess
 
@@ -60,5 +61,20 @@ def tag() -> str:
 def jwt_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One server that requires tokens (`jwt_server.token(user)` mints them), shared like `server`."""
     proc = ServerProcess.jwt(tmp_path_factory.mktemp("jwt-server")).start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return new_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def mtls_server(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A JWT server on TLS that also requires a client certificate signed by `pki.ca`."""
+    ca = pki.write("client-ca.pem", pki.ca.cert)
+    args = ("--tls-client-ca", ca)
+    proc = tls_server_process(pki, tmp_path_factory.mktemp("mtls"), *args, client=pki.client).start()
     yield proc
     proc.stop()

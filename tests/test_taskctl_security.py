@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
+from tests.pki import Pki
 from tests.servers import ServerProcess
 from tests.test_taskctl import json_lines, taskctl
-from tests.test_tls import Pki, _issue, _server
 
 
 def test_token_identifies_the_caller_and_its_absence_is_unauthenticated(
@@ -27,24 +24,6 @@ def test_token_identifies_the_caller_and_its_absence_is_unauthenticated(
     assert hidden.exit_code == 1 and hidden.stderr.startswith("taskctl: NOT_FOUND: ")
     mine = taskctl(jwt_server, "-o", "json", "list", "-l", tag, env={"TASKCTL_TOKEN": alice})
     assert [t["id"] for t in json_lines(mine)] == [task["id"]]
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    ca, ca_name, ca_key = _issue("taskctl CA", None, ca=True)
-    server, _, _ = _issue("localhost", (ca_name, ca_key), server=True)
-    client, _, _ = _issue("taskctl", (ca_name, ca_key))
-    _, other_name, other_key = _issue("other CA", None, ca=True)
-    stranger, _, _ = _issue("stranger", (other_name, other_key))
-    return Pki(ca, server, client, stranger, tmp_path_factory.mktemp("taskctl-pki"))
-
-
-@pytest.fixture(scope="module")
-def mtls_server(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    ca = pki.write("client-ca.pem", pki.ca.cert)
-    proc = _server(pki, tmp_path_factory.mktemp("mtls"), "--tls-client-ca", ca, client=pki.client).start()
-    yield proc
-    proc.stop()
 
 
 def test_mtls_with_ca_file_client_certificate_and_token(
