@@ -5,7 +5,8 @@ transaction (each in its own savepoint, so one failing write does not undo the o
 a single fsync and only then answers them: a write is acknowledged only once it is on disk, and
 concurrent writers share the cost of the sync. Commit order is sequence order, because there is one
 writer. Reads run on the event loop on a read-only connection: WAL lets them proceed during commits,
-and a primary-key lookup costs less than handing it to a thread.
+and a primary-key lookup costs less than handing it to a thread; a task read once is then answered
+from `TaskCache`, which committed events keep current.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from taskservice.store import sql
 from taskservice.store.base import Change, Check, EventBounds, EventListener, NewTask, StoredEvent
 from taskservice.store.counts import CountCache
 from taskservice.store.migrations import migrations
+from taskservice.store.taskcache import TaskCache
 
 log = structlog.get_logger(__name__)
 
@@ -251,6 +253,7 @@ class SQLiteStore:
         self._reader: sqlite3.Connection | None = None
         self._file_id: tuple[int, int] | None = None
         self._counts = CountCache()
+        self._cache = TaskCache()
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -312,6 +315,7 @@ class SQLiteStore:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+        self._cache.clear()
         if self._tmpdir:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
 
@@ -320,6 +324,7 @@ class SQLiteStore:
 
     def _publish(self, events: list[StoredEvent]) -> None:
         self._counts.apply(events)
+        self._cache.apply(events)
         for listener in self._listeners:
             listener(events)
 
@@ -448,8 +453,15 @@ class SQLiteStore:
     # -- reads --------------------------------------------------------------------------------
 
     async def get(self, task_id: str) -> pb.Task | None:
+        task = self._cache.get(task_id)
+        if task is not None:
+            return task
         row = self._db.execute("SELECT body FROM tasks WHERE id = ?", (task_id,)).fetchone()
-        return pb.Task.FromString(row[0]) if row else None
+        if row is None:
+            return None
+        task = pb.Task.FromString(row[0])
+        self._cache.put(task)
+        return task
 
     async def list_page(self, query: PageQuery) -> list[pb.Task]:
         params = sql.Params(_qmark)
