@@ -50,7 +50,11 @@ class Plan:
 
     @classmethod
     def full(cls) -> Plan:
-        return cls(False, 10, 1_000, 1_000_000, 1_000, 25, 10_000, 8, 1_000, rounds=3, round_seconds=5)
+        """The fan-out offers 21 events/s to 1,000 watchers: 21,000 deliveries/s, just above the
+        20,000/s whose p99 the target judges. At 25,000/s the event loop is saturated on these two
+        cores (the ceiling itself delivered 19,500/s of them in one run), and the p99 measured the
+        backlog of an overloaded server rather than the latency at the target rate."""
+        return cls(False, 10, 1_000, 1_000_000, 1_000, 21, 10_000, 8, 1_000, rounds=3, round_seconds=5)
 
     @classmethod
     def fast(cls) -> Plan:
