@@ -94,8 +94,7 @@ async def start(settings: Settings, reuse_port: bool = False) -> Server:
     store = InstrumentedStore(open_store(settings.store_url, settings.data_dir), tracer)
     await store.open()
     task_counts = metrics.TaskCounts()
-    await task_counts.load(store)
-    store.subscribe(task_counts.on_events)
+    store.subscribe(task_counts.on_events)  # counted in the background once serving (`_count_tasks`)
     window = EventWindow(store)
     await window.start()
     limits = Limits(bulk_items_max=settings.max_bulk_items)
@@ -160,6 +159,7 @@ async def start(settings: Settings, reuse_port: bool = False) -> Server:
     )
     server._tasks.append(asyncio.create_task(http.serve_http(app, http_sock, shutdown, tls)))
     server._tasks.append(asyncio.create_task(_prune_forever(store, settings)))
+    server._tasks.append(asyncio.create_task(_count_tasks(task_counts, store)))
     server._tasks.append(asyncio.create_task(readiness.watch(settings.health_check_interval)))
     _tune_gc()
     return server
@@ -174,6 +174,18 @@ def _tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*_GC_THRESHOLDS)
+
+
+async def _count_tasks(task_counts: metrics.TaskCounts, store: TaskStore) -> None:
+    """Count the tasks by status for the `taskservice_tasks` gauge. It reads a whole index, seconds
+    for a million tasks on a cold page cache, so the server serves meanwhile; a failure leaves the
+    gauge without series and is logged, and the server runs on."""
+    try:
+        await task_counts.load(store)
+    except Exception as error:  # the store may be down at start; serving does not depend on it
+        log.warning("metrics.task_count_failed", error=str(error))
+    else:
+        log.info("metrics.tasks_counted")
 
 
 async def _prune_forever(store: TaskStore, settings: Settings) -> None:

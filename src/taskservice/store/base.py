@@ -107,6 +107,11 @@ class TaskStore(Protocol):
     async def snapshot(self, task_filter: TaskFilter) -> tuple[list[pb.Task], int]:
         """Matching tasks and the sequence of the last event they reflect, read consistently."""
 
+    async def status_counts(self) -> tuple[dict[int, int], int]:
+        """Tasks by status and the sequence of the last event the counts reflect, read consistently
+        and without blocking the event loop: it reads a whole index (seconds for a million tasks
+        whose file is not in the page cache)."""
+
     async def events_after(self, sequence: int, limit: int) -> list[StoredEvent]: ...
 
     async def event_bounds(self) -> EventBounds: ...

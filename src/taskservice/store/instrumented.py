@@ -76,6 +76,9 @@ class InstrumentedStore:
     async def count(self, task_filter: TaskFilter, *, keep: bool = True) -> int:
         return await self._timed("count", lambda: self.inner.count(task_filter, keep=keep))
 
+    async def status_counts(self) -> tuple[dict[int, int], int]:
+        return await self._timed("status_counts", self.inner.status_counts)
+
     async def snapshot(self, task_filter: TaskFilter) -> tuple[list[pb.Task], int]:
         return await self._timed("snapshot", lambda: self.inner.snapshot(task_filter))
 

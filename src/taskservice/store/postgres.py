@@ -423,6 +423,15 @@ class PostgresStore:
 
         return await self._read(work)
 
+    async def status_counts(self) -> tuple[dict[int, int], int]:
+        async def work(conn: Connection) -> tuple[dict[int, int], int]:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                head = await conn.fetchval("SELECT head FROM event_log WHERE id = 1")
+                rows = await conn.fetch("SELECT status, count(*) FROM tasks GROUP BY status")
+            return {int(row[0]): int(row[1]) for row in rows}, int(head)
+
+        return await self._read(work)
+
     async def snapshot(self, task_filter: TaskFilter) -> tuple[list[pb.Task], int]:
         params = sql.Params(_dollar)
         statement = sql.snapshot_sql(task_filter, params)

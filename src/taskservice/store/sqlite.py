@@ -485,6 +485,20 @@ class SQLiteStore:
             self._counts.put(task_filter, value, head)
         return value
 
+    async def status_counts(self) -> tuple[dict[int, int], int]:
+        def read() -> tuple[dict[int, int], int]:
+            conn = self._connect(readonly=True)
+            try:
+                conn.execute("BEGIN")
+                head = _head(conn)
+                rows = conn.execute("SELECT status, count(*) FROM tasks GROUP BY status").fetchall()
+                conn.execute("COMMIT")
+            finally:
+                conn.close()
+            return {int(status): int(count) for status, count in rows}, head
+
+        return await asyncio.to_thread(read)
+
     async def snapshot(self, task_filter: TaskFilter) -> tuple[list[pb.Task], int]:
         params = sql.Params(_qmark)
         statement = sql.snapshot_sql(task_filter, params)
