@@ -4,6 +4,7 @@ when a server ends its streams."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -51,8 +52,14 @@ async def _watch_then_stop(
         server.grpc_port, 4, request, token, per_connection=2, cache_dir=cache_dir
     ) as watches:
         await _until(watches, lambda s: s.open == 4)
-        stub.CreateTask(pb.CreateTaskRequest(title="marker", labels=[label]), metadata=bearer(token))
-        await _until(watches, lambda s: s.subscribed == 4)
+        # An open stream may not have reached the event window yet, and a watch sees only markers
+        # created after that: repeat the marker until every watch has seen one (as the bench does).
+        deadline = time.monotonic() + 20
+        while (await watches.status()).subscribed < 4:
+            assert time.monotonic() < deadline, await watches.status()
+            stub.CreateTask(pb.CreateTaskRequest(title="marker", labels=[label]), metadata=bearer(token))
+            with contextlib.suppress(AssertionError):
+                await _until(watches, lambda s: s.subscribed == 4, within=1)
         await watches.reset()
         for n in range(5):
             stub.CreateTask(pb.CreateTaskRequest(title=f"event {n}", labels=[label]), metadata=bearer(token))
