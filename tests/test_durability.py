@@ -84,7 +84,12 @@ def test_retention_prunes_history_and_old_resumes_get_out_of_range(fresh_server)
     first = stub.CreateTask(pb.CreateTaskRequest(title="v1"))
     for i in range(10):
         stub.UpdateTask(pb.UpdateTaskRequest(id=first.id, title=f"v{i + 2}"))
-    server.restart()  # pruning runs at start-up
+    pruned_before = server.log().count('"events.pruned"')
+    server.restart()  # pruning runs at start-up, in the background: wait for it
+    deadline = time.monotonic() + 20
+    while server.log().count('"events.pruned"') == pruned_before:
+        assert time.monotonic() < deadline, "the restarted server did not prune:\n" + server.log()[-2000:]
+        time.sleep(0.05)
     stub = server.stub()
     try:
         next(iter(stub.WatchTasks(pb.WatchTasksRequest(after_sequence=1))))
