@@ -123,14 +123,12 @@ class _Child:
         """The tasks' CREATED events once committed, or None when the helper could not commit them
         (the writer then inserts them itself, and a failing one fails alone as ever)."""
         occurred = now_us()
-        payload = marshal.dumps((occurred, [task.SerializeToString() for task in tasks]))
         try:
             if self._proc is None:
                 self.start()
             proc = self._proc
             assert proc is not None and proc.stdin is not None and proc.stdout is not None
-            proc.stdin.write(struct.pack(">I", len(payload)) + payload)
-            proc.stdin.flush()
+            _write_frame(proc.stdin, (occurred, [task.SerializeToString() for task in tasks]))
             answer = _read_frame(proc.stdout)
         except (OSError, ValueError) as error:
             answer, reason = None, str(error)
@@ -148,6 +146,13 @@ class _Child:
             StoredEvent(value + i, pb.EVENT_TYPE_CREATED, task, None, occurred, task.created_by)
             for i, task in enumerate(tasks)
         ]
+
+
+def _write_frame(stream: IO[bytes], value: Any) -> None:
+    """`value` to `stream` as one frame: a 4-byte big-endian length, then its `marshal` encoding."""
+    payload = marshal.dumps(value)
+    stream.write(struct.pack(">I", len(payload)) + payload)
+    stream.flush()
 
 
 def _read_frame(stream: IO[bytes]) -> Any:

@@ -12,27 +12,19 @@ when its stdin closes (the server stopped or died).
 
 from __future__ import annotations
 
-import marshal
 import os
 import sqlite3
-import struct
 import sys
 from typing import BinaryIO
 
 from taskservice.api import task_service_pb2 as pb
-from taskservice.store.sqlite import _connect, _insert_created, _read_exactly
+from taskservice.store.sqlite import _connect, _insert_created, _read_frame, _write_frame
 
 
 def serve(path: str, durable: bool, requests: BinaryIO, answers: BinaryIO) -> None:
     conn = _connect(path, durable=durable)
-    while True:
-        header = _read_exactly(requests, 4)
-        if header is None:
-            break
-        payload = _read_exactly(requests, struct.unpack(">I", header)[0])
-        if payload is None:
-            break
-        occurred, bodies = marshal.loads(payload)
+    while (request := _read_frame(requests)) is not None:
+        occurred, bodies = request
         try:
             conn.execute("BEGIN IMMEDIATE")
             events = _insert_created(conn, [pb.Task.FromString(body) for body in bodies], occurred)
@@ -42,9 +34,7 @@ def serve(path: str, durable: bool, requests: BinaryIO, answers: BinaryIO) -> No
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             answer = ("error", f"{type(error).__name__}: {error}")
-        data = marshal.dumps(answer)
-        answers.write(struct.pack(">I", len(data)) + data)
-        answers.flush()
+        _write_frame(answers, answer)
     conn.close()
 
 
