@@ -370,11 +370,10 @@ class _Checkpointer:
 class SQLiteStore:
     """TaskStore on SQLite. `path=None` makes a throw-away store in a temporary folder."""
 
-    def __init__(self, path: str | None, *, durable: bool = True, helper_process: bool = True) -> None:
+    def __init__(self, path: str | None, *, durable: bool = True) -> None:
         self._tmpdir = tempfile.mkdtemp(prefix="taskservice-") if path is None else None
         self.path = path if path is not None else str(Path(self._tmpdir or ".") / "tasks.db")
         self._durable = durable and path is not None
-        self._helper_process = helper_process
         self._listeners: list[EventListener] = []
         self._writer: _Writer | None = None
         self._checkpointer: _Checkpointer | None = None
@@ -391,7 +390,7 @@ class SQLiteStore:
     async def open(self) -> None:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(self._migrate)
-        child = _Child(self.path, self._durable) if self._helper_process else None
+        child = _Child(self.path, self._durable)
         self._writer = _Writer(self._connect, asyncio.get_running_loop(), self._publish, child)
         self._writer.start()
         self._checkpointer = _Checkpointer(self._connect, _CHECKPOINT_EVERY_S)
