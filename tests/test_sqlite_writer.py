@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,7 @@ from taskservice.api import task_service_pb2 as pb
 from taskservice.errors import NotFound
 from taskservice.model import now_us, timestamp_from_us
 from taskservice.paging import TaskFilter
+from taskservice.store import sqlite as sqlite_store
 from taskservice.store.base import StoredEvent
 from taskservice.store.sqlite import SQLiteStore, _append_event, _Creates
 
@@ -37,19 +38,9 @@ def _meta_op(key: str, *, fail: str = ""):  # type: ignore[no-untyped-def]
 
 
 async def _one_batch(store: SQLiteStore, ops) -> list[object]:  # type: ignore[no-untyped-def]
-    """Submit `ops` while the writer is held inside a first op, so they commit as one batch."""
-    entered, release = threading.Event(), threading.Event()
-
-    def hold(conn: sqlite3.Connection):  # type: ignore[no-untyped-def]
-        entered.set()
-        release.wait(10)
-        return None, []
-
-    first = store._write(hold)
-    await asyncio.to_thread(entered.wait, 10)
+    """Submit `ops` without yielding to the event loop in between: the writer takes every write that
+    is waiting when it starts a batch, so they commit as one."""
     futures = [store._write(op) for op in ops]
-    release.set()
-    await first
     return list(await asyncio.gather(*futures, return_exceptions=True))
 
 
@@ -177,3 +168,70 @@ def test_a_one_off_count_is_not_kept_current(tmp_path: Path) -> None:
             await store.close()
 
     assert asyncio.run(scenario()) == (1, 0, 1, None)
+
+
+def test_a_write_waits_for_another_connections_lock_off_the_event_loop(tmp_path: Path) -> None:
+    """The loop's connection never waits for a lock: a batch that finds the database locked (by a
+    tool, another process) is retried from the worker thread, and the loop serves meanwhile."""
+    path = tmp_path / "tasks.db"
+
+    async def scenario() -> tuple[bool, object, object]:
+        store = SQLiteStore(str(path))
+        await store.open()
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            write = store._write(_meta_op("k1"))
+            await asyncio.sleep(0.3)  # returns: the loop is not stuck behind the lock
+            waited = not write.done()
+            read = await store.get("no-such-task")  # reads go on
+            other.execute("COMMIT")
+            return waited, read, await asyncio.wait_for(write, 10)
+        finally:
+            other.close()
+            await store.close()
+
+    assert asyncio.run(scenario()) == (True, None, "k1")
+    assert _keys(path) == {"k1"}
+
+
+def test_a_saturated_loop_gathers_writes_into_fewer_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the event loop saturated, a batch waits up to `_GATHER_S` for company, and starts at once
+    when `_GATHER_ENOUGH` writes wait."""
+    commits: list[int] = []
+    real_commit = sqlite_store._commit
+
+    def counted(conn: sqlite3.Connection) -> None:
+        commits.append(1)
+        real_commit(conn)
+
+    monkeypatch.setattr(sqlite_store, "_commit", counted)
+    monkeypatch.setattr(sqlite_store, "_GATHER_S", 0.2)
+
+    async def scenario() -> tuple[int, int, float]:
+        store = SQLiteStore(str(tmp_path / "tasks.db"))
+        await store.open()
+        try:
+            monkeypatch.setattr(sqlite_store._LoopLoad, "saturated", lambda self: True)
+            await store._write(_meta_op("k0"))
+            trickle = []
+            for i in range(10):  # arriving one by one while the next batch gathers
+                trickle.append(store._write(_meta_op(f"k{i + 1}")))
+                await asyncio.sleep(0.002)
+            await asyncio.gather(*trickle)
+            gathered = len(commits)
+            await asyncio.sleep(0)  # the writer gathers again after that batch
+            started = time.monotonic()
+            await asyncio.gather(
+                *(store._write(_meta_op(f"km{i}")) for i in range(sqlite_store._GATHER_ENOUGH))
+            )
+            return gathered, len(commits) - gathered, time.monotonic() - started
+        finally:
+            await store.close()
+
+    gathered, then, took = asyncio.run(scenario())
+    assert gathered == 2  # the first write, then the ten in one batch
+    assert then == 1 and took < 0.15  # a full batch did not wait out the gathering
+    assert len(_keys(tmp_path / "tasks.db")) == 11 + sqlite_store._GATHER_ENOUGH
