@@ -43,7 +43,7 @@ def test_a_bulk_chunk_is_committed_by_the_helper_in_sequence_order(tmp_path: Pat
         store.subscribe(events.extend)
         await store.open()
         try:
-            small = await store.create_many(_chunk("s", 3))  # below the threshold: the writer thread
+            small = await store.create_many(_chunk("s", 3))  # below the threshold: on the event loop
             big = await store.create_many(_chunk("b"))
             return [*small, *big], events, _helper_pid(store)
         finally:

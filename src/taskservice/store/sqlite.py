@@ -96,9 +96,9 @@ class _Creates:
 
 
 class _Child:
-    """The helper process (`sqlite_child.py`) that commits a batch's plain creates for the writer
-    thread: the thread sends the encoded tasks and waits for the commit without holding the GIL, so
-    the inserts no longer take the GIL back from the event loop after every statement."""
+    """The helper process (`sqlite_child.py`) that commits a big batch's plain creates for the
+    writer: its worker thread sends the encoded tasks and waits for the commit without holding the
+    GIL, so the inserts do not take the GIL back from the event loop after every statement."""
 
     def __init__(self, path: str, durable: bool) -> None:
         self._command = [
