@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from taskservice.api import task_service_pb2 as pb
-from taskservice.errors import NotFound
+from taskservice.errors import NotFound, Unavailable
 from taskservice.model import now_us, timestamp_from_us
 from taskservice.paging import TaskFilter
 from taskservice.store import sqlite as sqlite_store
@@ -235,3 +235,25 @@ def test_a_saturated_loop_gathers_writes_into_fewer_commits(
     assert gathered == 2  # the first write, then the ten in one batch
     assert then == 1 and took < 0.15  # a full batch did not wait out the gathering
     assert len(_keys(tmp_path / "tasks.db")) == 11 + sqlite_store._GATHER_ENOUGH
+
+
+def test_closing_finishes_the_writes_already_submitted_and_refuses_later_ones(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.db"
+
+    async def scenario() -> tuple[list[object], object, bool]:
+        store = SQLiteStore(str(path))
+        await store.open()
+        writer = store._writer
+        assert writer is not None
+        submitted = [store._write(_meta_op(f"k{i}")) for i in range(5)]
+        closing = asyncio.ensure_future(store.close())
+        await asyncio.sleep(0)
+        late = writer.submit(_meta_op("k-late"))  # while the close drains: still taken
+        await closing
+        with pytest.raises(Unavailable):
+            writer.submit(_meta_op("k-after"))
+        return list(await asyncio.gather(*submitted)), late.result(), store._writer is None
+
+    results, late, gone = asyncio.run(scenario())
+    assert results == [f"k{i}" for i in range(5)] and late == "k-late" and gone
+    assert _keys(path) == {*(f"k{i}" for i in range(5)), "k-late"}

@@ -238,6 +238,7 @@ class _Writer:
         self._idle.set()
         self._load = _LoopLoad()
         self._gathering: asyncio.TimerHandle | None = None  # the next batch waits for company
+        self._closed = False
 
     def start(self) -> None:
         self._conn = self._connect()
@@ -247,6 +248,8 @@ class _Writer:
             self._child.start()
 
     def submit(self, op: Op) -> asyncio.Future[Any]:
+        if self._closed:
+            raise Unavailable("the task store is closed")
         future: asyncio.Future[Any] = self._loop.create_future()
         self._pending.append((op, future))
         if not self._busy:
@@ -260,8 +263,10 @@ class _Writer:
         return future
 
     async def stop(self) -> None:
+        """Finish every write submitted so far, then refuse new ones and close."""
         while self._busy:
             await self._idle.wait()
+        self._closed = True
         await self._loop.run_in_executor(self._pool, self._close_thread_side)
         self._pool.shutdown()
         if self._conn is not None:
