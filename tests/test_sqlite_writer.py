@@ -13,6 +13,7 @@ import asyncio
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -198,8 +199,8 @@ def test_a_write_waits_for_another_connections_lock_off_the_event_loop(tmp_path:
 def test_a_saturated_loop_gathers_writes_into_fewer_commits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With the event loop saturated, a batch waits up to `_GATHER_S` for company, and starts at once
-    when `_GATHER_ENOUGH` writes wait."""
+    """With the event loop saturated and writes queueing, a batch waits up to `_GATHER_S` for
+    company, and starts at once when `_GATHER_ENOUGH` writes wait."""
     commits: list[int] = []
     real_commit = sqlite_store._commit
 
@@ -210,31 +211,43 @@ def test_a_saturated_loop_gathers_writes_into_fewer_commits(
     monkeypatch.setattr(sqlite_store, "_commit", counted)
     monkeypatch.setattr(sqlite_store, "_GATHER_S", 0.2)
 
+    async def queue_behind(store: SQLiteStore, first: str, second: str) -> asyncio.Future[Any]:
+        """Write `first`, and `second` once `first`'s batch is committing: it waits behind it, so
+        when `first` is answered the writer gathers. Returns `second`'s future."""
+        writer = store._writer
+        assert writer is not None
+        ahead = store._write(_meta_op(first))
+        await asyncio.sleep(0)  # the writer takes its batch (scheduled before this task's wake-up)
+        assert not writer._pending
+        behind = store._write(_meta_op(second))
+        await ahead
+        assert writer._gathering is not None
+        return behind
+
     async def scenario() -> tuple[int, int, float]:
         store = SQLiteStore(str(tmp_path / "tasks.db"))
         await store.open()
         try:
             monkeypatch.setattr(sqlite_store._LoopLoad, "saturated", lambda self: True)
-            await store._write(_meta_op("k0"))
-            trickle = []
-            for i in range(10):  # arriving one by one while the next batch gathers
-                trickle.append(store._write(_meta_op(f"k{i + 1}")))
+            trickle = [await queue_behind(store, "k0", "k1")]
+            for i in range(2, 11):  # arriving one by one while the batch of k1 gathers
                 await asyncio.sleep(0.002)
+                trickle.append(store._write(_meta_op(f"k{i}")))
             await asyncio.gather(*trickle)
             gathered = len(commits)
-            await asyncio.sleep(0)  # the writer gathers again after that batch
+            behind = await queue_behind(store, "ka", "kb")
             started = time.monotonic()
             await asyncio.gather(
-                *(store._write(_meta_op(f"km{i}")) for i in range(sqlite_store._GATHER_ENOUGH))
+                behind, *(store._write(_meta_op(f"km{i}")) for i in range(sqlite_store._GATHER_ENOUGH))
             )
             return gathered, len(commits) - gathered, time.monotonic() - started
         finally:
             await store.close()
 
     gathered, then, took = asyncio.run(scenario())
-    assert gathered == 2  # the first write, then the ten in one batch
-    assert then == 1 and took < 0.15  # a full batch did not wait out the gathering
-    assert len(_keys(tmp_path / "tasks.db")) == 11 + sqlite_store._GATHER_ENOUGH
+    assert gathered == 2  # k0, then k1 to k10 in one batch
+    assert then == 2 and took < 0.15  # ka, then the rest at once: no waiting out the gathering
+    assert len(_keys(tmp_path / "tasks.db")) == 13 + sqlite_store._GATHER_ENOUGH
 
 
 def test_closing_finishes_the_writes_already_submitted_and_refuses_later_ones(tmp_path: Path) -> None:

@@ -55,8 +55,8 @@ _MAX_BATCH = 512
 # cost more than the GIL hand-overs they save (CreateTask 1,947-2,156 req/s through the helper
 # against 2,263-2,448 without; BulkCreateTasks 15,000-15,200 tasks/s against 10,600-13,800).
 _CHILD_MIN_TASKS = 64
-# Once the event loop is saturated, a batch waits up to _GATHER_S after the previous one was answered
-# (or until _GATHER_ENOUGH writes wait) so that more writes share its transaction and fsync.
+# Once the event loop is saturated and writes queue up, a batch waits up to _GATHER_S after the
+# previous one was answered (or until _GATHER_ENOUGH writes wait) so that more share its fsync.
 _GATHER_S = 0.008
 _GATHER_ENOUGH = 128
 _LOAD_WINDOW_S = 0.1
@@ -210,8 +210,9 @@ class _Writer:
     meanwhile the next writes gather into the next batch. The loop runs the statements itself: a
     writer thread running them took the GIL back from the loop after every statement.
 
-    When the loop itself is saturated, a batch waits up to `_GATHER_S` for more writes to share its
-    fsync (see `_LoopLoad`). Batches of at least `_CHILD_MIN_TASKS` plain creates (bulk chunks) go
+    When the loop itself is saturated and writes are queueing (some arrived during the last commit),
+    a batch waits up to `_GATHER_S` for more writes to share its fsync (see `_LoopLoad`); a lone
+    write, such as a create now and then on a server busy streaming, does not wait. Batches of at least `_CHILD_MIN_TASKS` plain creates (bulk chunks) go
     to the helper process, from the worker thread, and so does a batch that finds the database
     locked by another process: the loop's connection never waits for a lock."""
 
@@ -342,7 +343,7 @@ class _Writer:
         self, outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]], events: list[StoredEvent]
     ) -> None:
         self._deliver(outcomes, events)
-        if self._load.saturated() and len(self._pending) < _GATHER_ENOUGH:
+        if 0 < len(self._pending) < _GATHER_ENOUGH and self._load.saturated():
             self._gathering = self._loop.call_later(_GATHER_S, self._next)
         else:
             self._loop.call_soon(self._next)
