@@ -10,7 +10,9 @@ the redo and fails that create alone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -270,3 +272,27 @@ def test_closing_finishes_the_writes_already_submitted_and_refuses_later_ones(tm
     results, late, gone = asyncio.run(scenario())
     assert results == [f"k{i}" for i in range(5)] and late == "k-late" and gone
     assert _keys(path) == {*(f"k{i}" for i in range(5)), "k-late"}
+
+
+def _thread_names() -> set[str]:
+    names = set()
+    for task in Path("/proc/self/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            names.add((task / "comm").read_text().strip())
+    return names
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="thread names in the OS are set with Linux's prctl")
+def test_the_stores_threads_carry_their_names_in_the_os(tmp_path: Path) -> None:
+    """`top -H` and per-thread CPU figures tell the writer's worker and the checkpointer apart."""
+
+    async def scenario() -> set[str]:
+        store = SQLiteStore(str(tmp_path / "tasks.db"))
+        await store.open()
+        try:
+            await store._write(_meta_op("k1"))  # the worker thread has started
+            return _thread_names()
+        finally:
+            await store.close()
+
+    assert {"sqlite-writer", "sqlite-ckpt"} <= asyncio.run(scenario())
