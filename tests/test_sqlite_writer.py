@@ -206,9 +206,9 @@ def test_a_saturated_loop_gathers_writes_into_fewer_commits(
     commits: list[int] = []
     real_commit = sqlite_store._commit
 
-    def counted(conn: sqlite3.Connection) -> None:
+    def counted(conn: sqlite3.Connection, *passed: Any) -> Any:
         commits.append(1)
-        real_commit(conn)
+        return real_commit(conn, *passed)
 
     monkeypatch.setattr(sqlite_store, "_commit", counted)
     monkeypatch.setattr(sqlite_store, "_GATHER_S", 0.2)

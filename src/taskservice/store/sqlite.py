@@ -214,9 +214,10 @@ class _Writer:
 
     When the loop itself is saturated and writes are queueing (some arrived during the last commit),
     a batch waits up to `_GATHER_S` for more writes to share its fsync (see `_LoopLoad`); a lone
-    write, such as a create now and then on a server busy streaming, does not wait. Batches of at least `_CHILD_MIN_TASKS` plain creates (bulk chunks) go
-    to the helper process, from the worker thread, and so does a batch that finds the database
-    locked by another process: the loop's connection never waits for a lock."""
+    write, such as a create now and then on a server busy streaming, does not wait. Batches of at
+    least `_CHILD_MIN_TASKS` plain creates (bulk chunks) go to the helper process, from the worker
+    thread, and so does a batch that finds the database locked by another process: the loop's
+    connection never waits for a lock."""
 
     def __init__(
         self,
@@ -317,31 +318,29 @@ class _Writer:
         if not conn.in_transaction:  # committed (not durable: nothing to sync), or failed
             self._finish(outcomes, events)
             return
-
-        def committed(done: asyncio.Future[None]) -> None:
-            error = done.exception()
-            if error is None:
-                self._finish(outcomes, events)
-            else:
-                log.error("store.commit_failed", error=str(error), batch=len(batch))
-                self._fail(batch)
-
-        self._loop.run_in_executor(self._pool, _commit, conn).add_done_callback(committed)
+        self._in_thread(batch, _commit, conn, outcomes, events)
 
     def _fail(self, batch: list[tuple[Op, asyncio.Future[Any]]]) -> None:
         failure = Unavailable("the task store could not commit the change; retry")
         self._finish([(future, None, failure) for _, future in batch], [])
 
-    def _in_thread(self, batch: list[tuple[Op, asyncio.Future[Any]]]) -> None:
-        def committed(done: asyncio.Future[Any]) -> None:
-            error = done.exception()
+    def _in_thread(
+        self, batch: list[tuple[Op, asyncio.Future[Any]]], work: Callable[..., Any] | None = None, *args: Any
+    ) -> None:
+        """Run `work(*args)` (by default: commit the whole batch) on the worker thread, then answer
+        the batch with the outcomes and events it returns, or fail it if it raised."""
+
+        def done(finished: asyncio.Future[Any]) -> None:
+            error = finished.exception()
             if error is not None:
-                log.error("store.batch_failed", error=str(error), batch=len(batch))
+                log.error("store.commit_failed", error=str(error), batch=len(batch))
                 self._fail(batch)
             else:
-                self._finish(*done.result())
+                self._finish(*finished.result())
 
-        self._loop.run_in_executor(self._pool, self._commit, batch).add_done_callback(committed)
+        if work is None:
+            work, args = self._commit, (batch,)
+        self._loop.run_in_executor(self._pool, work, *args).add_done_callback(done)
 
     def _finish(
         self, outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]], events: list[StoredEvent]
@@ -785,15 +784,19 @@ def _name_thread(name: str) -> None:
             ctypes.CDLL(None).prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)
 
 
-def _commit(conn: sqlite3.Connection) -> None:
+def _commit(
+    conn: sqlite3.Connection, outcomes: Any, events: list[StoredEvent]
+) -> tuple[Any, list[StoredEvent]]:
     """COMMIT the open transaction (in WAL mode with synchronous=FULL: write the WAL, fsync it, and
-    only then make the transaction visible to readers); roll it back if that fails."""
+    only then make the transaction visible to readers), and pass its outcomes and events on; roll it
+    back if that fails."""
     try:
         conn.execute("COMMIT")
     except sqlite3.Error:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    return outcomes, events
 
 
 def _connect(path: str, *, durable: bool, readonly: bool = False) -> sqlite3.Connection:
