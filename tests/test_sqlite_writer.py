@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import sqlite3
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -296,3 +297,40 @@ def test_the_stores_threads_carry_their_names_in_the_os(tmp_path: Path) -> None:
             await store.close()
 
     assert {"sqlite-writer", "sqlite-ckpt"} <= asyncio.run(scenario())
+
+
+def test_a_batch_committed_but_not_yet_published_is_not_behind_the_head(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between its COMMIT on the worker thread and its publication on the event loop, a batch is
+    already readable. A watch starting then takes `event_bounds().head` as its cursor: that head
+    must not include the batch, or the watch would never receive its events."""
+    committed, release = threading.Event(), threading.Event()
+    real_commit = sqlite_store._commit
+
+    def slow_to_return(conn: sqlite3.Connection, *passed: Any) -> Any:
+        result = real_commit(conn, *passed)
+        committed.set()
+        release.wait(10)
+        return result
+
+    monkeypatch.setattr(sqlite_store, "_commit", slow_to_return)
+
+    async def scenario() -> tuple[int, int, list[int]]:
+        store = SQLiteStore(str(tmp_path / "tasks.db"))
+        published: list[int] = []
+        store.subscribe(lambda events: published.extend(e.sequence for e in events))
+        await store.open()
+        try:
+            write = store._write(_event_op("a"))
+            await asyncio.to_thread(committed.wait, 10)
+            assert store._db.execute("SELECT max(sequence) FROM events").fetchone()[0] == 1
+            during = (await store.event_bounds()).head
+            release.set()
+            await write
+            return during, (await store.event_bounds()).head, published
+        finally:
+            release.set()
+            await store.close()
+
+    assert asyncio.run(scenario()) == (0, 1, [1])

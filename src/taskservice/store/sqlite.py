@@ -507,6 +507,7 @@ class SQLiteStore:
         self._file_id: tuple[int, int] | None = None
         self._counts = CountCache()
         self._cache = TaskCache()
+        self._published = 0  # the last event sequence handed to listeners
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -524,6 +525,7 @@ class SQLiteStore:
         self._checkpointer.start()
         self._reader = self._connect(readonly=True)
         self._file_id = _file_id(self.path)
+        self._published = _head(self._reader)
         log.info("store.opened", kind="sqlite", path=self.path, durable=self._durable)
 
     def _migrate(self) -> None:
@@ -571,6 +573,7 @@ class SQLiteStore:
         self._listeners.append(listener)
 
     def _publish(self, events: list[StoredEvent]) -> None:
+        self._published = events[-1].sequence
         self._counts.apply(events)
         self._cache.apply(events)
         for listener in self._listeners:
@@ -768,10 +771,14 @@ class SQLiteStore:
         return [_event_from_row(row) for row in rows]
 
     async def event_bounds(self) -> EventBounds:
+        """The head is the last event published, not the last committed: a batch is readable from
+        the moment its COMMIT returns on the worker thread, a moment before the event loop answers
+        its writes and publishes its events. A watch that starts in between must still receive
+        them, so it may not take them for events that came before it."""
         db = self._db
         db.execute("BEGIN")
         try:
-            return EventBounds(horizon=_horizon(db), head=_head(db))
+            return EventBounds(horizon=_horizon(db), head=min(_head(db), self._published))
         finally:
             db.execute("COMMIT")
 
