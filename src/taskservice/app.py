@@ -43,7 +43,7 @@ _IDEMPOTENCY_KEY_TTL_US = 24 * 3600 * 1_000_000
 _ANNOUNCED_TOKEN_TTL = 24 * 3600.0
 _MAX_PENDING_CALLS = 100_000
 _MAX_UNREQUESTED_S = 3600
-_GC_THRESHOLDS = (50_000, 20, 100)
+_GC_THRESHOLDS = (5_000, 200, 100)
 
 
 @dataclass
@@ -167,10 +167,20 @@ async def start(settings: Settings, reuse_port: bool = False) -> Server:
 
 def _tune_gc() -> None:
     """Fewer cyclic-GC passes over a server's long-lived objects. Everything built at start-up
-    (modules, descriptors, handlers) moves out of the collector's sight, and a young collection runs
-    every 50,000 allocations instead of 700: each open watch holds a few dozen objects, and with
-    10,000 of them, collections walking them all took 40% of the CPU while watches were opening
-    (py-spy); 10,000 watches subscribed in 10-45 s before, 5.6-9.1 s after (alternating runs)."""
+    (modules, descriptors, handlers) moves out of the collector's sight. A young collection runs
+    every 5,000 allocations instead of 700, and the middle generation every 1,000,000 (200 young
+    ones), as it did before with (50,000, 20).
+
+    - Against 700: each open watch holds a few dozen objects, and with 10,000 of them, collections
+      walking them all took 40% of the CPU while watches were opening (py-spy); 10,000 watches
+      subscribed in 10-45 s before, 5.6-9.1 s after.
+    - Against 50,000: every unary call leaves about seven objects in a reference cycle inside grpcio
+      (`_find_method_handler`'s coroutine scope and its closure), which only the collector frees. At
+      1,000 CreateTask/s a young collection freed ~38,000 of them at once in 20-80 ms, every few
+      seconds, and every call in flight waited: p99 18-69 ms. At 5,000 the pauses are a tenth as
+      long: p99 8.6-9.0 ms; saturated throughput the same or better (a young generation that fits
+      in the cache), 10,000 watches subscribed in 7.7 s against 8.8 (alternating runs).
+    """
     gc.collect()
     gc.freeze()
     gc.set_threshold(*_GC_THRESHOLDS)
