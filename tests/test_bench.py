@@ -72,6 +72,8 @@ def test_quick_bench_reports_every_scenario_with_a_figure(quick_bench: tuple[dic
     for name in COMPARED_WITH_CEILING:
         assert by_name[name]["ceiling"] > 0 and by_name[name]["ratio"] > 0, name
     assert results["meta"]["quick"] is True and results["meta"]["auth"] in ("jwt", "none")
+    if Path("/proc/stat").exists():  # the machine's steal time over the run, to judge its noise
+        assert 0 <= results["meta"]["steal_share"] < 1 and results["meta"]["steal_s"] >= 0
 
 
 def test_quick_bench_watchers_lose_and_reorder_nothing(quick_bench: tuple[dict, Path, str]) -> None:

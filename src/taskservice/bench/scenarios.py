@@ -482,6 +482,29 @@ def machine() -> dict[str, Any]:
     }
 
 
+def cpu_times() -> tuple[float, float] | None:
+    """(steal, total) CPU seconds of the whole machine since boot, from /proc/stat; None where there
+    is no /proc. Steal is time the hypervisor ran someone else while this VM wanted the CPU."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    steal = fields[7] if len(fields) > 7 else 0
+    return steal / tick, sum(fields[:8]) / tick
+
+
+def steal_during(before: tuple[float, float] | None) -> dict[str, float]:
+    """The machine's steal time since `before` (`cpu_times()`), in seconds and as a share of all
+    CPU time: a shared VM whose neighbours get busy runs both servers slower, the ceiling included."""
+    after = cpu_times()
+    if before is None or after is None or after[1] <= before[1]:
+        return {}
+    steal = after[0] - before[0]
+    return {"steal_s": round(steal, 1), "steal_share": round(steal / (after[1] - before[1]), 4)}
+
+
 @contextlib.contextmanager
 def workdir(keep: bool) -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="taskservice-bench-"))
@@ -497,16 +520,22 @@ def run(
 ) -> list[Row]:
     """Run every scenario, then print the table and write the JSON and the chart."""
     meta = {"quick": plan.quick, "plan": plan.__dict__, **machine()}
-    started = time.monotonic()
+    started, cpu_before = time.monotonic(), cpu_times()
     with workdir(keep) as path:
         say(f"bench {'--quick ' if plan.quick else ''}in {path} (load average {meta['load_average']})")
         bench = Bench(plan, cache_dir, path, say)
         rows = bench.run()
     meta.update(auth=bench.auth, notes=bench.notes, seconds=round(time.monotonic() - started, 1))
+    meta.update(steal_during(cpu_before))
     say("")
     say(report.table(rows, judged=not plan.quick))
     for note in bench.notes:
         say(f"note: {note}")
+    if "steal_share" in meta:
+        say(
+            f"machine: steal {meta['steal_s']:g} s, {meta['steal_share']:.1%} of all CPU time during the run "
+            "(time the hypervisor gave to other guests; every figure, the ceiling's too, runs slower)"
+        )
     report.write_json(out, rows, meta)
     drawn = report.write_chart(
         chart, rows, f"taskservice bench{' --quick' if plan.quick else ''}, {meta['date']}"
