@@ -221,7 +221,7 @@ class _Writer:
 
     def __init__(
         self,
-        connect: Callable[..., sqlite3.Connection],
+        connect: Callable[[], sqlite3.Connection],
         loop: asyncio.AbstractEventLoop,
         on_commit: Callable[[list[StoredEvent]], None],
         child: _Child | None = None,
@@ -339,7 +339,7 @@ class _Writer:
                 self._finish(*finished.result())
 
         if work is None:
-            work, args = self._commit, (batch,)
+            work, args = self._write_batch, (batch,)
         self._loop.run_in_executor(self._pool, work, *args).add_done_callback(done)
 
     def _finish(
@@ -351,11 +351,12 @@ class _Writer:
         else:
             self._loop.call_soon(self._next)
 
-    def _commit(
+    def _write_batch(
         self, batch: list[tuple[Op, asyncio.Future[Any]]]
     ) -> tuple[list[tuple[asyncio.Future[Any], Any, BaseException | None]], list[StoredEvent]]:
-        """Commit the batch from the worker thread. Its plain creates go first, through the helper
-        process when there is one; the other writes follow in one transaction of this thread's."""
+        """Write and commit the whole batch from the worker thread (the loop's connection did not
+        start it). Its plain creates go first, through the helper process when there is one; the
+        other writes follow in one transaction of this thread's."""
         conn = self._thread_conn
         assert conn is not None
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []

@@ -1,9 +1,9 @@
 """The SQLite writer's helper process: inserts and commits the new tasks the writer hands it.
 
 The writer keeps the order of every write; for a batch of many plain creates (a bulk chunk) its
-worker thread sends the encoded tasks here and waits, without the GIL, for the commit. The inserts' Python (rows, statements) and
-SQLite's b-tree work then run on this process's own interpreter instead of taking the server's GIL
-from its event loop after every statement.
+worker thread sends the encoded tasks here and waits, without the GIL, for the commit. The inserts'
+Python (rows, statements) and SQLite's b-tree work then run on this process's own interpreter
+instead of taking the server's GIL from its event loop after every statement.
 
 Frames both ways are a 4-byte big-endian length and a `marshal` payload. Request: (occurred_us,
 [encoded Task, ...]). Answer: ("ok", first event sequence) or ("error", message). The process ends
