@@ -129,10 +129,12 @@ class TaskService:
     ) -> pb.BulkCreateResponse:
         """Create tasks in chunks, in stream order. One chunk is written while the next is read, so
         receiving and writing overlap; a failing item is reported by its index and does not stop the
-        others."""
+        others. Items are validated a chunk at a time, not as each arrives: reading the stream in a
+        tight loop lets grpc hand the event loop many messages per wake-up (see docs/performance.md)."""
         max_items = self.limits.bulk_items_max
         response = pb.BulkCreateResponse()
-        pending: list[tuple[int, NewTask]] = []
+        received: list[pb.CreateTaskRequest] = []
+        first = 0  # the stream index of received[0]
         writing: asyncio.Task[None] | None = None
 
         async def write(chunk: list[tuple[int, NewTask]]) -> None:
@@ -144,25 +146,27 @@ class TaskService:
                     response.tasks.append(result)
 
         async def flush() -> None:
-            nonlocal writing, pending
+            nonlocal writing, received, first
+            chunk: list[tuple[int, NewTask]] = []
+            for index, request in enumerate(received, first):
+                try:
+                    chunk.append((index, self._new_task(caller, request)))
+                except DomainError as error:
+                    response.errors.add(index=index, error_message=error.message, code=error.code)
+            first += len(received)
+            received = []
             if writing is not None:
                 await writing  # chunks are written one after another: tasks stay in stream order
-            writing = asyncio.ensure_future(write(pending)) if pending else None
-            pending = []
+            writing = asyncio.ensure_future(write(chunk)) if chunk else None
 
-        index = -1
         try:
             async for request in requests:
-                index += 1
-                if index >= max_items:
+                if first + len(received) >= max_items:
                     raise InvalidArgument.field(
                         "requests", f"a bulk stream may carry at most {max_items} tasks"
                     )
-                try:
-                    pending.append((index, self._new_task(caller, request)))
-                except DomainError as error:
-                    response.errors.add(index=index, error_message=error.message, code=error.code)
-                if len(pending) >= _BULK_CHUNK:
+                received.append(request)
+                if len(received) >= _BULK_CHUNK:
                     await flush()
             await flush()
             await flush()
