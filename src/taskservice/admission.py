@@ -38,6 +38,11 @@ class Admission:
             raise
         return caller
 
+    @property
+    def paces_messages(self) -> bool:
+        """Whether stream messages count against the caller's rate (not when rate limiting is off)."""
+        return self._limiter.enabled
+
     async def message(self, caller: Caller) -> None:
         """A further message on a stream: it counts against the caller's rate like a call, and waits
         for its token rather than ending a stream that is half done."""

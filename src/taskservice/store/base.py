@@ -51,7 +51,7 @@ class StoredEvent:
         return self._wire
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs 0.6 us more, once per created task
 class NewTask:
     """A task to insert, with the idempotency key that guards it (empty: none)."""
 

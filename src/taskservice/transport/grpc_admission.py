@@ -59,7 +59,11 @@ class AdmissionGuard:
         CURRENT_CALLER.set(caller)
         return caller
 
-    async def _metered(self, caller: Caller, messages: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    def _metered(self, caller: Caller, messages: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        """`messages`, each paced to the caller's rate; as they are when there is no rate to keep."""
+        return self._paced(caller, messages) if self._admission.paces_messages else messages
+
+    async def _paced(self, caller: Caller, messages: AsyncIterator[Any]) -> AsyncIterator[Any]:
         async for message in messages:
             await self._admission.message(caller)  # paced to the caller's rate
             yield message
