@@ -102,6 +102,11 @@ class ServerProcess:
     def start(self, timeout: float = 20.0) -> ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("TASKSERVICE_")}
+        # Temporary files (a memory:// store's database) go under the test's own directory, which
+        # pytest removes: a server killed with SIGKILL cannot remove them itself.
+        scratch = self.data_dir / "tmp"
+        scratch.mkdir(exist_ok=True)
+        env["TMPDIR"] = str(scratch)
         env.update(self.env)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log, env=env, cwd=str(self.data_dir))

@@ -517,19 +517,21 @@ def test_routes_added_after_the_board_still_win(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         draining = asyncio.Event()
-        readiness = Readiness(
-            open_store("memory://", str(tmp_path)), health.aio.HealthServicer(), draining, ("",)
-        )
+        store = open_store("memory://", str(tmp_path))
+        readiness = Readiness(store, health.aio.HealthServicer(), draining, ("",))
         app = http.build_app(draining, readiness, web_dir=board)
         app.add_route("/added-later", lambda _: PlainTextResponse("added later"))
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://board"
-        ) as client:
-            assert (await client.get("/added-later")).text == "added later"
-            assert (await client.get("/metrics")).text.startswith("# HELP")
-            assert "<title>board</title>" in (await client.get("/")).text
-            assert (await client.get("/healthz")).json() == {"status": "ok"}
-            assert (await client.get("/nope")).status_code == 404
+        try:
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://board"
+            ) as client:
+                assert (await client.get("/added-later")).text == "added later"
+                assert (await client.get("/metrics")).text.startswith("# HELP")
+                assert "<title>board</title>" in (await client.get("/")).text
+                assert (await client.get("/healthz")).json() == {"status": "ok"}
+                assert (await client.get("/nope")).status_code == 404
+        finally:
+            await store.close()  # a memory:// store's temporary directory goes with it
 
     asyncio.run(scenario())
 
