@@ -33,6 +33,18 @@ def test_bulk_of_many_items_commits_them_all(stub, tag: str) -> None:
     assert stub.ListTasks(pb.ListTasksRequest(labels=[tag], page_size=1)).total_count == 2500
 
 
+def test_bulk_keeps_stream_indexes_and_order_across_chunks(stub, tag: str) -> None:
+    """The server validates a chunk of items at a time (500 today): bad items on either side of a
+    chunk's edge are reported at their own stream index, and the good ones answered in stream order."""
+    bad = {0, 1, 499, 500, 501, 999, 1000, 1200}
+    items = [pb.CreateTaskRequest(title="" if i in bad else f"item {i}", labels=[tag]) for i in range(1201)]
+    response = stub.BulkCreateTasks(iter(items))
+    assert [e.index for e in response.errors] == sorted(bad)
+    assert [t.title for t in response.tasks] == [f"item {i}" for i in range(1201) if i not in bad]
+    assert response.success_count == 1201 - len(bad)
+    assert stub.ListTasks(pb.ListTasksRequest(labels=[tag], page_size=1)).total_count == 1201 - len(bad)
+
+
 def test_bulk_request_ids_are_idempotent_within_and_across_streams(stub, tag: str) -> None:
     items = [pb.CreateTaskRequest(title="x", labels=[tag], request_id=f"{tag}-a")] * 2
     response = stub.BulkCreateTasks(iter(items))
