@@ -99,3 +99,23 @@ def test_quick_bench_bulk_stores_every_task_it_answered(quick_bench: tuple[dict,
     results, _, _ = quick_bench
     row = next(r for r in results["results"] if r["name"] == "BulkCreateTasks")
     assert "h2load" in row["note"] and "; 0 answered but not stored" in row["note"], row["note"]
+
+
+@pytest.mark.timeout(300)
+def test_bench_only_runs_the_groups_asked_for(quick_bench: tuple[dict, Path, str]) -> None:
+    """`--only bulk` measures BulkCreateTasks against the ceiling and nothing else: a change re-measured
+    in seconds rather than minutes."""
+    _, chart, _ = quick_bench
+    folder = chart.parent
+    out = folder / "only.json"
+    done = subprocess.run(
+        [TASKSERVICE, "bench", "--quick", "--only", "bulk", "--out", str(out), "--chart", str(folder / "only.png"),
+         "--cache-dir", str(folder / "cache")],
+        capture_output=True, text=True, timeout=240, check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("TASKSERVICE_")},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = json.loads(out.read_text())
+    assert [row["name"] for row in results["results"]] == ["BulkCreateTasks"]
+    assert results["results"][0]["ceiling"] > 0 and results["meta"]["only"] == ["bulk"]
+    assert "only: bulk" in done.stdout

@@ -4,3 +4,7 @@ Modules: `ceiling` (the yardstick server), `fill` (databases of N tasks, cached)
 (unary load from a compiled HTTP/2 client), `clients` (streaming scenarios), `scenarios` (the run)
 and `report` (table, JSON, chart).
 """
+
+# The scenario groups `taskservice bench --only` selects (kept here, free of imports, for the CLI).
+# "large" compares ListTasks at 1M tasks with the 1k-task pages, so it measures those too.
+GROUPS = ("list", "unary", "bulk", "watch", "large")

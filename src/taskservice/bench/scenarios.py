@@ -25,7 +25,7 @@ from typing import Any
 import grpc
 
 from taskservice.api import task_service_pb2 as pb
-from taskservice.bench import clients, fill, h2load, report, watchdriver
+from taskservice.bench import GROUPS, clients, fill, h2load, report, watchdriver
 from taskservice.bench.report import Row, Target
 from taskservice.config import Settings
 
@@ -191,8 +191,16 @@ def jwt_available() -> bool:
 
 
 class Bench:
-    def __init__(self, plan: Plan, cache_dir: Path, workdir: Path, say: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        cache_dir: Path,
+        workdir: Path,
+        say: Callable[[str], None],
+        only: frozenset[str] = frozenset(GROUPS),
+    ) -> None:
         self.plan = plan
+        self.only = only
         self.cache_dir = cache_dir
         self.workdir = workdir
         self.say = say
@@ -272,17 +280,23 @@ class Bench:
         )
         ceiling = CeilingServer(self.workdir)
         server = self._start_server(small, "server")
+        only = self.only
         try:
             self.say(f"auth: {self.auth}; server pid {server.pid}, ceiling pid {ceiling.pid}")
             first, deep = self._list_requests(server.grpc_port)
-            self._list(server, ceiling, first, deep, small_db=True)
-            self._unaries(server, ceiling, small)
-            self._bulk(server, ceiling, small)
-            self._streams(server, ceiling)
+            if only & {"list", "large"}:
+                self._list(server, ceiling, first, deep, small_db=True)
+            if "unary" in only:
+                self._unaries(server, ceiling, small)
+            if "bulk" in only:
+                self._bulk(server, ceiling, small)
+            if "watch" in only:
+                self._streams(server, ceiling)
         finally:
             server.stop()
             ceiling.stop()
-        self._large(first)
+        if "large" in only:
+            self._large(first)
         return self.rows
 
     def _unaries(self, server: TaskServer, ceiling: CeilingServer, database: Path) -> None:
@@ -516,14 +530,23 @@ def workdir(keep: bool) -> Iterator[Path]:
 
 
 def run(
-    plan: Plan, cache_dir: Path, out: Path, chart: Path, keep: bool, say: Callable[[str], None]
+    plan: Plan,
+    cache_dir: Path,
+    out: Path,
+    chart: Path,
+    keep: bool,
+    say: Callable[[str], None],
+    only: frozenset[str] = frozenset(GROUPS),
 ) -> list[Row]:
-    """Run every scenario, then print the table and write the JSON and the chart."""
-    meta = {"quick": plan.quick, "plan": plan.__dict__, **machine()}
+    """Run the scenarios (every group, or `only` these), then print the table and write the JSON and
+    the chart."""
+    meta = {"quick": plan.quick, "plan": plan.__dict__, "only": sorted(only), **machine()}
     started, cpu_before = time.monotonic(), cpu_times()
     with workdir(keep) as path:
         say(f"bench {'--quick ' if plan.quick else ''}in {path} (load average {meta['load_average']})")
-        bench = Bench(plan, cache_dir, path, say)
+        if only != frozenset(GROUPS):
+            say(f"only: {', '.join(g for g in GROUPS if g in only)}")
+        bench = Bench(plan, cache_dir, path, say, only)
         rows = bench.run()
     meta.update(auth=bench.auth, notes=bench.notes, seconds=round(time.monotonic() - started, 1))
     meta.update(steal_during(cpu_before))

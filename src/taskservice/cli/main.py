@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from taskservice.bench import GROUPS
 from taskservice.config import Settings, SettingsError, env_name
 
 
@@ -148,7 +149,15 @@ def migrate(store: str, data_dir: str) -> None:
     help="where generated databases (up to a million tasks) are kept between runs",
 )
 @click.option("--keep", is_flag=True, help="keep the run's folder (server logs, databases)")
-def bench(quick: bool, out: Path, chart: Path, cache_dir: Path, keep: bool) -> None:
+@click.option(
+    "--only",
+    type=click.Choice(GROUPS),
+    multiple=True,
+    help="run only this group of scenarios (repeatable), each still against the ceiling: list "
+    "(ListTasks at 1k), unary (CreateTask, GetTask, the p99, UpdateTask), bulk, watch (fan-out, "
+    "idle watchers), large (1M tasks: start-up, RSS, ListTasks against 1k)",
+)
+def bench(quick: bool, out: Path, chart: Path, cache_dir: Path, keep: bool, only: tuple[str, ...]) -> None:
     """Measure the server against a do-nothing grpcio server in the same run (see docs/performance.md)."""
     from taskservice.bench import h2load, scenarios
     from taskservice.observability import configure_logging
@@ -159,7 +168,8 @@ def bench(quick: bool, out: Path, chart: Path, cache_dir: Path, keep: bool) -> N
     except h2load.H2LoadMissing as error:
         raise click.ClickException(str(error)) from None
     plan = scenarios.Plan.fast() if quick else scenarios.Plan.full()
-    scenarios.run(plan, cache_dir, out, chart, keep, lambda line: click.echo(line))
+    groups = frozenset(only or GROUPS)
+    scenarios.run(plan, cache_dir, out, chart, keep, lambda line: click.echo(line), groups)
 
 
 def main() -> None:
