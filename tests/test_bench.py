@@ -119,3 +119,34 @@ def test_bench_only_runs_the_groups_asked_for(quick_bench: tuple[dict, Path, str
     assert [row["name"] for row in results["results"]] == ["BulkCreateTasks"]
     assert results["results"][0]["ceiling"] > 0 and results["meta"]["only"] == ["bulk"]
     assert "only: bulk" in done.stdout
+
+
+@pytest.mark.timeout(300)
+def test_bench_runs_the_server_from_another_source_tree(quick_bench: tuple[dict, Path, str]) -> None:
+    """`--server-source DIR` measures the taskservice package in DIR (another version of the code):
+    a copy of this one that marks its import proves the server ran from there."""
+    _, chart, _ = quick_bench
+    folder = chart.parent
+    other = folder / "other-src"
+    shutil.copytree(
+        Path(__file__).parents[1] / "src" / "taskservice",
+        other / "taskservice",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    marker = other / "imported-by"
+    with (other / "taskservice" / "__init__.py").open("a") as init:
+        init.write(
+            f"\nimport sys as _sys\nopen({str(marker)!r}, 'a').write(' '.join(_sys.argv[1:2]) + '\\n')\n"
+        )
+    out = folder / "other.json"
+    done = subprocess.run(
+        [TASKSERVICE, "bench", "--quick", "--only", "bulk", "--server-source", str(other), "--out", str(out),
+         "--chart", str(folder / "other.png"), "--cache-dir", str(folder / "cache")],
+        capture_output=True, text=True, timeout=240, check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("TASKSERVICE_")},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "serve" in marker.read_text().split(), marker.read_text()
+    results = json.loads(out.read_text())
+    assert results["meta"]["server_source"] == str(other.resolve())
+    assert results["results"][0]["name"] == "BulkCreateTasks" and results["results"][0]["value"] > 0

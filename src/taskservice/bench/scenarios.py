@@ -112,7 +112,13 @@ class TaskServer(Process):
     INFO logs (JSON, to a file) and metrics on."""
 
     def __init__(
-        self, workdir: Path, database: Path, auth: str, name: str, extra: tuple[str, ...] = ()
+        self,
+        workdir: Path,
+        database: Path,
+        auth: str,
+        name: str,
+        extra: tuple[str, ...] = (),
+        source: Path | None = None,
     ) -> None:
         self.grpc_port, self.http_port = free_port(), free_port()
         self.data_dir = workdir / "data"
@@ -129,6 +135,8 @@ class TaskServer(Process):
             *extra,
         ]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if not k.startswith("TASKSERVICE_")}
+        if source is not None:  # this folder's `taskservice` package comes first: another version
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(source.resolve()), env.get("PYTHONPATH"))))
         started, self.started_at = time.monotonic(), time.time()
         super().__init__(cmd, workdir / f"{name}.log", env)
         self.startup_s = self._wait_healthy(started)
@@ -198,9 +206,11 @@ class Bench:
         workdir: Path,
         say: Callable[[str], None],
         only: frozenset[str] = frozenset(GROUPS),
+        server_source: Path | None = None,
     ) -> None:
         self.plan = plan
         self.only = only
+        self.server_source = server_source
         self.cache_dir = cache_dir
         self.workdir = workdir
         self.say = say
@@ -223,7 +233,7 @@ class Bench:
     def _start_server(self, database: Path, name: str) -> TaskServer:
         flags = self._server_flags()
         if jwt_available():
-            server = TaskServer(self.workdir / name, database, "jwt", name, flags)
+            server = TaskServer(self.workdir / name, database, "jwt", name, flags, self.server_source)
             token = server.token(fill.OWNER)
             if token:
                 self.auth, self.token = "jwt", token
@@ -234,7 +244,7 @@ class Bench:
             )
         elif "auth" not in " ".join(self.notes):
             self.notes.append("this server has no JWT auth yet: ran with --auth none")
-        return TaskServer(self.workdir / name, database, "none", name, flags)
+        return TaskServer(self.workdir / name, database, "none", name, flags, self.server_source)
 
     def _unary(self, port: int, method: str, request: Any, load: h2load.Load) -> h2load.Outcome:
         """`method` under `load` on one server, the median of the plan's rounds."""
@@ -537,16 +547,22 @@ def run(
     keep: bool,
     say: Callable[[str], None],
     only: frozenset[str] = frozenset(GROUPS),
+    server_source: Path | None = None,
 ) -> list[Row]:
     """Run the scenarios (every group, or `only` these), then print the table and write the JSON and
-    the chart."""
+    the chart. `server_source`: a folder holding another version's `taskservice` package, which
+    the measured server then runs (the ceiling and the load stay this version's)."""
     meta = {"quick": plan.quick, "plan": plan.__dict__, "only": sorted(only), **machine()}
+    if server_source is not None:
+        meta["server_source"] = str(server_source.resolve())
     started, cpu_before = time.monotonic(), cpu_times()
     with workdir(keep) as path:
         say(f"bench {'--quick ' if plan.quick else ''}in {path} (load average {meta['load_average']})")
         if only != frozenset(GROUPS):
             say(f"only: {', '.join(g for g in GROUPS if g in only)}")
-        bench = Bench(plan, cache_dir, path, say, only)
+        if server_source is not None:
+            say(f"server: the taskservice package in {server_source.resolve()}")
+        bench = Bench(plan, cache_dir, path, say, only, server_source)
         rows = bench.run()
     meta.update(auth=bench.auth, notes=bench.notes, seconds=round(time.monotonic() - started, 1))
     meta.update(steal_during(cpu_before))

@@ -157,7 +157,22 @@ def migrate(store: str, data_dir: str) -> None:
     "(ListTasks at 1k), unary (CreateTask, GetTask, the p99, UpdateTask), bulk, watch (fan-out, "
     "idle watchers), large (1M tasks: start-up, RSS, ListTasks against 1k)",
 )
-def bench(quick: bool, out: Path, chart: Path, cache_dir: Path, keep: bool, only: tuple[str, ...]) -> None:
+@click.option(
+    "--server-source",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="run the measured server from the taskservice package in this folder (the src/ of another "
+    "checkout, e.g. a git worktree) to compare two versions run by run; the ceiling and the load stay "
+    "this checkout's",
+)
+def bench(
+    quick: bool,
+    out: Path,
+    chart: Path,
+    cache_dir: Path,
+    keep: bool,
+    only: tuple[str, ...],
+    server_source: Path | None,
+) -> None:
     """Measure the server against a do-nothing grpcio server in the same run (see docs/performance.md)."""
     from taskservice.bench import h2load, scenarios
     from taskservice.observability import configure_logging
@@ -169,7 +184,7 @@ def bench(quick: bool, out: Path, chart: Path, cache_dir: Path, keep: bool, only
         raise click.ClickException(str(error)) from None
     plan = scenarios.Plan.fast() if quick else scenarios.Plan.full()
     groups = frozenset(only or GROUPS)
-    scenarios.run(plan, cache_dir, out, chart, keep, lambda line: click.echo(line), groups)
+    scenarios.run(plan, cache_dir, out, chart, keep, lambda line: click.echo(line), groups, server_source)
 
 
 def main() -> None:
