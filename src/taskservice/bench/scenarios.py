@@ -205,8 +205,8 @@ class Bench:
         cache_dir: Path,
         workdir: Path,
         say: Callable[[str], None],
-        only: frozenset[str] = frozenset(GROUPS),
-        server_source: Path | None = None,
+        only: frozenset[str],
+        server_source: Path | None,
     ) -> None:
         self.plan = plan
         self.only = only
@@ -554,14 +554,15 @@ def run(
     the measured server then runs (the ceiling and the load stay this version's)."""
     meta = {"quick": plan.quick, "plan": plan.__dict__, "only": sorted(only), **machine()}
     if server_source is not None:
-        meta["server_source"] = str(server_source.resolve())
+        server_source = server_source.resolve()
+        meta["server_source"] = str(server_source)
     started, cpu_before = time.monotonic(), cpu_times()
     with workdir(keep) as path:
         say(f"bench {'--quick ' if plan.quick else ''}in {path} (load average {meta['load_average']})")
         if only != frozenset(GROUPS):
             say(f"only: {', '.join(g for g in GROUPS if g in only)}")
         if server_source is not None:
-            say(f"server: the taskservice package in {server_source.resolve()}")
+            say(f"server: the taskservice package in {server_source}")
         bench = Bench(plan, cache_dir, path, say, only, server_source)
         rows = bench.run()
     meta.update(auth=bench.auth, notes=bench.notes, seconds=round(time.monotonic() - started, 1))
