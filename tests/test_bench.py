@@ -38,27 +38,22 @@ def quick_bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, s
     if shutil.which("h2load") is None and not os.environ.get("CI"):
         pytest.skip("h2load is not installed (make install installs it where apt is available)")
     folder = tmp_path_factory.mktemp("bench")
-    out, chart = folder / "results.json", folder / "results.png"
+    results, printed = _quick_bench(folder, "results")
+    return results, folder / "results.png", printed
+
+
+def _quick_bench(folder: Path, name: str, *args: str) -> tuple[dict, str]:
+    """`taskservice bench --quick *args`, writing NAME.json and NAME.png in `folder` and sharing its
+    cache: the results and what it printed."""
+    out = folder / f"{name}.json"
     done = subprocess.run(
-        [
-            TASKSERVICE,
-            "bench",
-            "--quick",
-            "--out",
-            str(out),
-            "--chart",
-            str(chart),
-            "--cache-dir",
-            str(folder / "cache"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
+        [TASKSERVICE, "bench", "--quick", *args, "--out", str(out), "--chart", str(folder / f"{name}.png"),
+         "--cache-dir", str(folder / "cache")],
+        capture_output=True, text=True, timeout=240, check=False,
         env={k: v for k, v in os.environ.items() if not k.startswith("TASKSERVICE_")},
-    )
+    )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
-    return json.loads(out.read_text()), chart, done.stdout
+    return json.loads(out.read_text()), done.stdout
 
 
 @pytest.mark.timeout(300)
@@ -106,19 +101,10 @@ def test_bench_only_runs_the_groups_asked_for(quick_bench: tuple[dict, Path, str
     """`--only bulk` measures BulkCreateTasks against the ceiling and nothing else: a change re-measured
     in seconds rather than minutes."""
     _, chart, _ = quick_bench
-    folder = chart.parent
-    out = folder / "only.json"
-    done = subprocess.run(
-        [TASKSERVICE, "bench", "--quick", "--only", "bulk", "--out", str(out), "--chart", str(folder / "only.png"),
-         "--cache-dir", str(folder / "cache")],
-        capture_output=True, text=True, timeout=240, check=False,
-        env={k: v for k, v in os.environ.items() if not k.startswith("TASKSERVICE_")},
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    results = json.loads(out.read_text())
+    results, printed = _quick_bench(chart.parent, "only", "--only", "bulk")
     assert [row["name"] for row in results["results"]] == ["BulkCreateTasks"]
     assert results["results"][0]["ceiling"] > 0 and results["meta"]["only"] == ["bulk"]
-    assert "only: bulk" in done.stdout
+    assert "only: bulk" in printed
 
 
 @pytest.mark.timeout(300)
@@ -138,15 +124,7 @@ def test_bench_runs_the_server_from_another_source_tree(quick_bench: tuple[dict,
         init.write(
             f"\nimport sys as _sys\nopen({str(marker)!r}, 'a').write(' '.join(_sys.argv[1:2]) + '\\n')\n"
         )
-    out = folder / "other.json"
-    done = subprocess.run(
-        [TASKSERVICE, "bench", "--quick", "--only", "bulk", "--server-source", str(other), "--out", str(out),
-         "--chart", str(folder / "other.png"), "--cache-dir", str(folder / "cache")],
-        capture_output=True, text=True, timeout=240, check=False,
-        env={k: v for k, v in os.environ.items() if not k.startswith("TASKSERVICE_")},
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
+    results, _ = _quick_bench(folder, "other", "--only", "bulk", "--server-source", str(other))
     assert "serve" in marker.read_text().split(), marker.read_text()
-    results = json.loads(out.read_text())
     assert results["meta"]["server_source"] == str(other.resolve())
     assert results["results"][0]["name"] == "BulkCreateTasks" and results["results"][0]["value"] > 0
