@@ -14,9 +14,9 @@ from pathlib import Path
 
 import grpc
 
+from taskservice.access.auth import mint_token
 from taskservice.api import task_service_pb2_grpc as rpc
-from taskservice.auth import mint_token
-from taskservice.config import Settings
+from taskservice.server.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKSERVICE = str(Path(sys.executable).parent / "taskservice")

@@ -22,12 +22,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
+from taskservice.access.auth import JwtAuthenticator, KeySet, VerificationKey, load_authenticator
+from taskservice.access.caller import Caller
 from taskservice.api import task_service_pb2 as pb
 from taskservice.api import task_service_pb2_grpc as rpc
-from taskservice.auth import JwtAuthenticator, KeySet, VerificationKey, load_authenticator
-from taskservice.config import Settings, SettingsError
-from taskservice.errors import Unauthenticated
-from taskservice.model import Caller
+from taskservice.domain.errors import Unauthenticated
+from taskservice.server.config import Settings, SettingsError
 from tests.servers import TASKSERVICE, ServerProcess, bearer, free_port
 
 Metadata = list[tuple[str, str]]

@@ -507,7 +507,7 @@ def test_routes_added_after_the_board_still_win(tmp_path: Path) -> None:
     from grpc_health.v1 import health
     from starlette.responses import PlainTextResponse
 
-    from taskservice.readiness import Readiness
+    from taskservice.server.readiness import Readiness
     from taskservice.store import open_store
     from taskservice.transport import http
 

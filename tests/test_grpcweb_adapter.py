@@ -7,13 +7,13 @@ import base64
 import struct
 from typing import Any
 
-from taskservice.admission import Admission
+from taskservice.access.admission import Admission
+from taskservice.access.auth import NoAuth
+from taskservice.access.ratelimit import RateLimiter
 from taskservice.api import task_service_pb2 as pb
-from taskservice.auth import NoAuth
-from taskservice.events import EventWindow
-from taskservice.paging import PageTokens
-from taskservice.ratelimit import RateLimiter
-from taskservice.service import TaskService
+from taskservice.domain.events import EventWindow
+from taskservice.domain.paging import PageTokens
+from taskservice.domain.service import TaskService
 from taskservice.store import open_store
 from taskservice.transport.grpcweb import GrpcWebTransport, decode_text
 

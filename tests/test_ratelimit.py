@@ -16,10 +16,10 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from taskservice.access.ratelimit import RateLimiter
 from taskservice.api import task_service_pb2 as pb
 from taskservice.api import task_service_pb2_grpc as rpc
-from taskservice.errors import ResourceExhausted
-from taskservice.ratelimit import RateLimiter
+from taskservice.domain.errors import ResourceExhausted
 from tests.servers import ServerProcess, bearer
 
 RATE, BURST = 5, 20

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 
 from taskservice.api import task_service_pb2 as pb
-from taskservice.errors import NotFound, Unavailable
-from taskservice.model import now_us, timestamp_from_us
-from taskservice.paging import TaskFilter
+from taskservice.domain.errors import NotFound, Unavailable
+from taskservice.domain.paging import TaskFilter
+from taskservice.domain.values import now_us, timestamp_from_us
 from taskservice.store import sqlite as sqlite_store
 from taskservice.store.base import StoredEvent
 from taskservice.store.sqlite import SQLiteStore, _append_event, _Creates

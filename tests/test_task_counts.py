@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from taskservice import metrics
 from taskservice.api import task_service_pb2 as pb
 from taskservice.store.base import NewTask, StoredEvent, TaskStore
 from taskservice.store.postgres import PostgresStore
 from taskservice.store.sqlite import SQLiteStore
+from taskservice.telemetry import metrics
 from tests.postgres import Database, require_postgres
 
 TODO, DONE = pb.TASK_STATUS_TODO, pb.TASK_STATUS_DONE

@@ -10,10 +10,10 @@ from pathlib import Path
 import grpc
 import pytest
 
-from taskservice import app
 from taskservice.api import task_service_pb2 as pb
 from taskservice.api import task_service_pb2_grpc as rpc
-from taskservice.config import Settings
+from taskservice.server import app
+from taskservice.server.config import Settings
 from tests.servers import ServerProcess
 
 trace = pytest.importorskip("opentelemetry.trace")

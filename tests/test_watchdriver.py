@@ -15,7 +15,7 @@ import pytest
 
 from taskservice.api import task_service_pb2 as pb
 from taskservice.bench import watchdriver
-from taskservice.model import now_us, timestamp_from_us
+from taskservice.domain.values import now_us, timestamp_from_us
 from tests.servers import ServerProcess, bearer
 
 pytestmark = pytest.mark.timeout(120)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+from taskservice.access.caller import ANONYMOUS_ADMIN
 from taskservice.api import task_service_pb2 as pb
-from taskservice.events import EventWindow
-from taskservice.model import ANONYMOUS_ADMIN
-from taskservice.paging import PageTokens
-from taskservice.service import TaskService
+from taskservice.domain.events import EventWindow
+from taskservice.domain.paging import PageTokens
+from taskservice.domain.service import TaskService
 from taskservice.store.sqlite import SQLiteStore
 
 

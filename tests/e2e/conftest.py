@@ -17,7 +17,7 @@ from pathlib import Path
 import jwt
 import pytest
 
-from taskservice.config import Settings
+from taskservice.server.config import Settings
 from tests.servers import ROOT, ServerProcess
 
 CHROMIUM_ARGS = [

@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 
 from taskservice.api import task_service_pb2 as pb
-from taskservice.model import new_task_id, now_us, timestamp_from_us
+from taskservice.domain.values import new_task_id, now_us, timestamp_from_us
 
 SERVICE = "taskservice.TaskService"
 

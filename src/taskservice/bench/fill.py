@@ -16,7 +16,7 @@ import sqlite3
 from pathlib import Path
 
 from taskservice.api import task_service_pb2 as pb
-from taskservice.model import due_key, new_task_id
+from taskservice.domain.values import due_key, new_task_id
 from taskservice.store.migrations import migrations
 from taskservice.store.sqlite import SQLiteStore
 

@@ -27,7 +27,7 @@ import grpc
 from taskservice.api import task_service_pb2 as pb
 from taskservice.bench import GROUPS, clients, fill, h2load, report, watchdriver
 from taskservice.bench.report import Row, Target
-from taskservice.config import Settings
+from taskservice.server.config import Settings
 
 TASKSERVICE = str(Path(sys.executable).parent / "taskservice")
 MiB = 1024 * 1024

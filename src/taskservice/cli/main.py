@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from taskservice.bench import GROUPS
-from taskservice.config import Settings, SettingsError, env_name
+from taskservice.server.config import Settings, SettingsError, env_name
 
 
 def _settings_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -44,14 +44,14 @@ def cli() -> None:
 @_settings_options
 def serve(**values: Any) -> None:
     """Run the server until SIGTERM or Ctrl-C."""
-    from taskservice.app import serve as serve_here
-    from taskservice.observability import configure_logging
+    from taskservice.server.app import serve as serve_here
+    from taskservice.telemetry.observability import configure_logging
 
     settings = Settings(**values)
     configure_logging(settings.log_level, settings.log_format)
     try:
         if settings.workers > 1:
-            from taskservice.workers import serve_workers
+            from taskservice.server.workers import serve_workers
 
             raise SystemExit(serve_workers(settings))
         serve_here(settings)
@@ -82,7 +82,7 @@ def _duration(text: str) -> float:
 @_settings_options
 def token(user: str, admin: bool, ttl: str, **values: Any) -> None:
     """Print a token signed with the server's key (same --data-dir / --jwt-secret-file as serve)."""
-    from taskservice.auth import mint_token
+    from taskservice.access.auth import mint_token
 
     try:
         click.echo(mint_token(Settings(**values), user, admin=admin, ttl=_duration(ttl)))
@@ -108,7 +108,7 @@ def token(user: str, admin: bool, ttl: str, **values: Any) -> None:
 )
 def stats(server: str, interval: float) -> None:
     """Per-method rate, error ratio and p50/p99 latency, watchers and lag of a running server."""
-    from taskservice.stats import show
+    from taskservice.cli.stats import show
 
     try:
         show(server, interval)
@@ -175,7 +175,7 @@ def bench(
 ) -> None:
     """Measure the server against a do-nothing grpcio server in the same run (see docs/performance.md)."""
     from taskservice.bench import h2load, scenarios
-    from taskservice.observability import configure_logging
+    from taskservice.telemetry.observability import configure_logging
 
     configure_logging("warning")
     try:

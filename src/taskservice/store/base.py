@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from taskservice.api import task_service_pb2 as pb
-from taskservice.errors import DomainError
-from taskservice.model import timestamp_from_us
-from taskservice.paging import PageQuery, TaskFilter
+from taskservice.domain.errors import DomainError
+from taskservice.domain.paging import PageQuery, TaskFilter
+from taskservice.domain.values import timestamp_from_us
 
 
 @dataclass(slots=True)

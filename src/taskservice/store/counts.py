@@ -15,7 +15,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from taskservice.api import task_service_pb2 as pb
-from taskservice.paging import TaskFilter
+from taskservice.domain.paging import TaskFilter
 from taskservice.store.base import StoredEvent
 
 

@@ -10,11 +10,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from taskservice import metrics, tracing
 from taskservice.api import task_service_pb2 as pb
-from taskservice.errors import DomainError, Unavailable
-from taskservice.paging import PageQuery, TaskFilter
+from taskservice.domain.errors import DomainError, Unavailable
+from taskservice.domain.paging import PageQuery, TaskFilter
 from taskservice.store.base import Change, Check, EventBounds, EventListener, NewTask, StoredEvent, TaskStore
+from taskservice.telemetry import metrics, tracing
 
 T = TypeVar("T")
 

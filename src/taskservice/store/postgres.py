@@ -21,9 +21,9 @@ import asyncpg
 import structlog
 
 from taskservice.api import task_service_pb2 as pb
-from taskservice.errors import AlreadyExists, DomainError, NotFound, Unavailable
-from taskservice.model import now_us
-from taskservice.paging import PageQuery, TaskFilter
+from taskservice.domain.errors import AlreadyExists, DomainError, NotFound, Unavailable
+from taskservice.domain.paging import PageQuery, TaskFilter
+from taskservice.domain.values import now_us
 from taskservice.store import sql
 from taskservice.store.base import Change, Check, EventBounds, EventListener, NewTask, StoredEvent
 from taskservice.store.migrations import migrations

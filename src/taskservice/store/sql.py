@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from taskservice.api import task_service_pb2 as pb
-from taskservice.model import due_key, us_from_timestamp
-from taskservice.paging import PageQuery, TaskFilter
+from taskservice.domain.paging import PageQuery, TaskFilter
+from taskservice.domain.values import due_key, us_from_timestamp
 
 SORT_COLUMNS = {
     "created_at": "created_us",

@@ -22,14 +22,14 @@ import structlog
 from google.protobuf import empty_pb2
 from google.protobuf.message import DecodeError, Message
 
-from taskservice.admission import Admission
+from taskservice.access.admission import Admission
+from taskservice.access.auth import CURRENT_CALLER
+from taskservice.access.caller import Caller
 from taskservice.api import task_service_pb2 as pb
-from taskservice.auth import CURRENT_CALLER
-from taskservice.errors import DomainError, InvalidArgument, Unauthenticated, Unavailable
-from taskservice.model import Caller
-from taskservice.service import TaskService
+from taskservice.domain.errors import DomainError, InvalidArgument, Unauthenticated, Unavailable
+from taskservice.domain.service import TaskService
 from taskservice.transport.grpc_admission import AdmissionGuard, text_metadata
-from taskservice.transport.interceptor import Telemetry, begin_call, status_code
+from taskservice.transport.grpc_telemetry import Telemetry, begin_call, status_code
 from taskservice.transport.status import abort, grpc_code
 
 log = structlog.get_logger(__name__)

@@ -14,10 +14,10 @@ from typing import Any, TypeAlias
 import grpc
 import structlog
 
-from taskservice.admission import Admission
-from taskservice.auth import CURRENT_CALLER
-from taskservice.errors import DomainError
-from taskservice.model import Caller
+from taskservice.access.admission import Admission
+from taskservice.access.auth import CURRENT_CALLER
+from taskservice.access.caller import Caller
+from taskservice.domain.errors import DomainError
 from taskservice.transport.status import abort
 
 log = structlog.get_logger(__name__)

@@ -30,13 +30,13 @@ from google.protobuf.message import DecodeError, Message
 from google.rpc import status_pb2
 from starlette.types import Receive, Scope, Send
 
-from taskservice.admission import Admission
+from taskservice.access.admission import Admission
+from taskservice.access.caller import Caller
 from taskservice.api import task_service_pb2 as pb
-from taskservice.errors import Code, DomainError, InvalidArgument, ResourceExhausted, Unavailable
-from taskservice.metrics import MethodMetrics
-from taskservice.model import Caller
-from taskservice.observability import REQUEST_ID_HEADER, CallObserver
-from taskservice.service import TaskService
+from taskservice.domain.errors import Code, DomainError, InvalidArgument, ResourceExhausted, Unavailable
+from taskservice.domain.service import TaskService
+from taskservice.telemetry.metrics import MethodMetrics
+from taskservice.telemetry.observability import REQUEST_ID_HEADER, CallObserver
 from taskservice.transport.status import grpc_code, internal_status, to_status
 
 log = structlog.get_logger(__name__)

@@ -19,8 +19,8 @@ from starlette.routing import BaseRoute, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
-from taskservice import metrics
-from taskservice.readiness import Readiness
+from taskservice.server.readiness import Readiness
+from taskservice.telemetry import metrics
 from taskservice.transport.grpcweb import SERVICE_PATH
 
 # Request headers gRPC-Web clients send (grpc-web and connect-web) besides custom metadata.

@@ -10,7 +10,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from taskservice.errors import DomainError, InvalidArgument, ResourceExhausted
+from taskservice.domain.errors import DomainError, InvalidArgument, ResourceExhausted
 
 
 def to_status(error: DomainError) -> status_pb2.Status:

@@ -12,7 +12,7 @@ import asyncio
 import bisect
 from collections.abc import AsyncIterator
 
-from taskservice.errors import OutOfRange, Unavailable
+from taskservice.domain.errors import OutOfRange, Unavailable
 from taskservice.store.base import StoredEvent, TaskStore
 
 _LOG_BATCH = 1000

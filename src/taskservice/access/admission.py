@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from taskservice import metrics
-from taskservice.auth import Authenticator
-from taskservice.errors import ResourceExhausted, Unauthenticated
-from taskservice.model import Caller
-from taskservice.observability import note_user
-from taskservice.ratelimit import RateLimiter
+from taskservice.access.auth import Authenticator
+from taskservice.access.caller import Caller
+from taskservice.access.ratelimit import RateLimiter
+from taskservice.domain.errors import ResourceExhausted, Unauthenticated
+from taskservice.telemetry import metrics
+from taskservice.telemetry.observability import note_user
 
 
 class Admission:

@@ -28,11 +28,11 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from taskservice.api import task_service_pb2 as pb
-from taskservice.loopmetrics import LoopCounter, LoopGauge, LoopHistogram, Value
 from taskservice.store.base import StoredEvent
+from taskservice.telemetry.loopmetrics import LoopCounter, LoopGauge, LoopHistogram, Value
 
 if TYPE_CHECKING:
-    from taskservice.events import EventWindow
+    from taskservice.domain.events import EventWindow
     from taskservice.store.base import TaskStore
 
 __all__ = ["CONTENT_TYPE_LATEST", "exposition"]

@@ -20,7 +20,7 @@ from typing import Any, TypeAlias
 
 import grpc
 
-from taskservice.observability import REQUEST_ID_HEADER, CallObserver, CallRecord
+from taskservice.telemetry.observability import REQUEST_ID_HEADER, CallObserver, CallRecord
 
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 _FIELDS = {

@@ -12,8 +12,8 @@ import asyncio
 import structlog
 from grpc_health.v1 import health, health_pb2
 
-from taskservice import metrics
 from taskservice.store.base import TaskStore
+from taskservice.telemetry import metrics
 
 log = structlog.get_logger(__name__)
 

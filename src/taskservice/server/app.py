@@ -17,24 +17,25 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from taskservice import auth, metrics, tracing
-from taskservice.accesslog import access_log
-from taskservice.admission import Admission
-from taskservice.config import Settings, SettingsError
-from taskservice.events import EventWindow
-from taskservice.model import now_us
-from taskservice.paging import PageTokens
-from taskservice.ratelimit import RateLimiter
-from taskservice.readiness import Readiness
-from taskservice.service import TaskService
+from taskservice.access import auth
+from taskservice.access.admission import Admission
+from taskservice.access.ratelimit import RateLimiter
+from taskservice.domain.events import EventWindow
+from taskservice.domain.paging import PageTokens
+from taskservice.domain.service import TaskService
+from taskservice.domain.validation import Limits
+from taskservice.domain.values import now_us
+from taskservice.server.config import Settings, SettingsError
+from taskservice.server.readiness import Readiness
 from taskservice.store import open_store, redact
 from taskservice.store.base import TaskStore
 from taskservice.store.instrumented import InstrumentedStore
+from taskservice.telemetry import metrics, tracing
+from taskservice.telemetry.accesslog import access_log
 from taskservice.transport import grpc as grpc_transport
 from taskservice.transport import http
+from taskservice.transport.grpc_telemetry import Telemetry
 from taskservice.transport.grpcweb import GrpcWebTransport
-from taskservice.transport.interceptor import Telemetry
-from taskservice.validation import Limits
 
 log = structlog.get_logger(__name__)
 

@@ -1,4 +1,4 @@
-"""Small helpers over the protobuf domain types: identifiers, time, and who is calling.
+"""Values of a task that every layer shares: identifiers, time and sort keys.
 
 The service works on the generated protobuf messages directly (a Task is a `pb.Task`): they are the
 wire format and the stored format, so no layer has to copy fields from one shape into another.
@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import dataclass
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -19,20 +18,6 @@ Task = pb.Task
 
 # Sort key used for tasks without a due date: they sort after every dated task (ascending).
 NO_DUE_DATE = 2**63 - 1
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """The authenticated identity behind a request."""
-
-    user_id: str
-    is_admin: bool = False
-
-    def can_see(self, task: pb.Task) -> bool:
-        return self.is_admin or task.created_by == self.user_id or task.assigned_to == self.user_id
-
-
-ANONYMOUS_ADMIN = Caller("anonymous", is_admin=True)
 
 
 def now_us() -> int:

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 import structlog
 
+from taskservice.access.caller import Caller
 from taskservice.api import task_service_pb2 as pb
-from taskservice.errors import (
+from taskservice.domain.errors import (
     Code,
     DomainError,
     InvalidArgument,
@@ -24,11 +25,11 @@ from taskservice.errors import (
     PermissionDenied,
     VersionConflict,
 )
-from taskservice.events import EventWindow
-from taskservice.model import Caller, new_task_id, now_us, timestamp_from_us
-from taskservice.paging import ORDERS, PageQuery, PageTokens, TaskFilter
+from taskservice.domain.events import EventWindow
+from taskservice.domain.paging import ORDERS, PageQuery, PageTokens, TaskFilter
+from taskservice.domain.validation import PRIORITIES, STATUSES, Checker, Limits, new_task_fields
+from taskservice.domain.values import new_task_id, now_us, timestamp_from_us
 from taskservice.store.base import NewTask, StoredEvent, TaskStore
-from taskservice.validation import PRIORITIES, STATUSES, Checker, Limits, new_task_fields
 
 log = structlog.get_logger(__name__)
 

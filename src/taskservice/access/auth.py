@@ -21,9 +21,9 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from taskservice.config import Settings, SettingsError
-from taskservice.errors import Unauthenticated
-from taskservice.model import ANONYMOUS_ADMIN, Caller
+from taskservice.access.caller import ANONYMOUS_ADMIN, Caller
+from taskservice.domain.errors import Unauthenticated
+from taskservice.server.config import Settings, SettingsError
 
 # The caller of the request being handled; set by the transport's access check for the request's task.
 CURRENT_CALLER: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("caller", default=None)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from taskservice.api import task_service_pb2 as pb
-from taskservice.errors import FieldViolation, InvalidArgument
+from taskservice.domain.errors import FieldViolation, InvalidArgument
 
 # Timestamp range allowed by google.protobuf.Timestamp: 0001-01-01 to 9999-12-31.
 _MIN_SECONDS = -62135596800

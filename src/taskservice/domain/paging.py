@@ -14,9 +14,10 @@ import hmac
 import struct
 from dataclasses import dataclass
 
+from taskservice.access.caller import Caller
 from taskservice.api import task_service_pb2 as pb
-from taskservice.errors import InvalidArgument
-from taskservice.model import Caller, due_key, us_from_timestamp
+from taskservice.domain.errors import InvalidArgument
+from taskservice.domain.values import due_key, us_from_timestamp
 
 ORDERS = ("created_at", "updated_at", "priority", "due_date")
 _TOKEN_VERSION = 1

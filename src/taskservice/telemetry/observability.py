@@ -21,8 +21,8 @@ from typing import Any
 import grpc
 import structlog
 
-from taskservice import metrics, tracing
-from taskservice.accesslog import access_log
+from taskservice.telemetry import metrics, tracing
+from taskservice.telemetry.accesslog import access_log
 
 REQUEST_ID_HEADER = "x-request-id"
 _MAX_REQUEST_ID = 128

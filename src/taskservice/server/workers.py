@@ -21,7 +21,7 @@ from multiprocessing.process import BaseProcess
 
 import structlog
 
-from taskservice.config import Settings
+from taskservice.server.config import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -42,8 +42,8 @@ def _fixed_port(addr: str) -> str:
 
 def _worker_main(settings: Settings) -> None:
     """Entry point of one worker process."""
-    from taskservice.app import serve
-    from taskservice.observability import configure_logging
+    from taskservice.server.app import serve
+    from taskservice.telemetry.observability import configure_logging
 
     os.setpgrp()  # Ctrl-C reaches only the parent, which turns it into one SIGTERM per worker
     with contextlib.suppress(OSError, AttributeError):  # Linux: end with the parent, even on kill -9

@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from taskservice.errors import ResourceExhausted
+from taskservice.domain.errors import ResourceExhausted
 
 _PRUNE_AT = 10_000  # buckets kept before full (= idle) ones are forgotten
 

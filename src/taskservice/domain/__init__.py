@@ -1,0 +1,1 @@
+"""The use cases and every rule: the service, validation, errors, events and paging."""

@@ -1,0 +1,1 @@
+"""Running the service: bootstrap and shutdown, settings, worker processes, readiness."""

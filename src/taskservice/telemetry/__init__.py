@@ -1,0 +1,1 @@
+"""What operators see: metrics, per-call observation, the access log, tracing, loop metrics."""
