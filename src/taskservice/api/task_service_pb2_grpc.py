@@ -76,6 +76,51 @@ class TaskServiceStub:
                 request_serializer=taskservice_dot_task__service__pb2.TaskCommand.SerializeToString,
                 response_deserializer=taskservice_dot_task__service__pb2.TaskResult.FromString,
                 _registered_method=True)
+        self.UndeleteTask = channel.unary_unary(
+                '/taskservice.TaskService/UndeleteTask',
+                request_serializer=taskservice_dot_task__service__pb2.UndeleteTaskRequest.SerializeToString,
+                response_deserializer=taskservice_dot_task__service__pb2.Task.FromString,
+                _registered_method=True)
+        self.ListTaskEvents = channel.unary_unary(
+                '/taskservice.TaskService/ListTaskEvents',
+                request_serializer=taskservice_dot_task__service__pb2.ListTaskEventsRequest.SerializeToString,
+                response_deserializer=taskservice_dot_task__service__pb2.ListTaskEventsResponse.FromString,
+                _registered_method=True)
+        self.BatchCreateTasks = channel.unary_unary(
+                '/taskservice.TaskService/BatchCreateTasks',
+                request_serializer=taskservice_dot_task__service__pb2.BatchCreateTasksRequest.SerializeToString,
+                response_deserializer=taskservice_dot_task__service__pb2.BulkCreateResponse.FromString,
+                _registered_method=True)
+        self.CreateProject = channel.unary_unary(
+                '/taskservice.TaskService/CreateProject',
+                request_serializer=taskservice_dot_task__service__pb2.CreateProjectRequest.SerializeToString,
+                response_deserializer=taskservice_dot_task__service__pb2.Project.FromString,
+                _registered_method=True)
+        self.GetProject = channel.unary_unary(
+                '/taskservice.TaskService/GetProject',
+                request_serializer=taskservice_dot_task__service__pb2.GetProjectRequest.SerializeToString,
+                response_deserializer=taskservice_dot_task__service__pb2.Project.FromString,
+                _registered_method=True)
+        self.UpdateProject = channel.unary_unary(
+                '/taskservice.TaskService/UpdateProject',
+                request_serializer=taskservice_dot_task__service__pb2.UpdateProjectRequest.SerializeToString,
+                response_deserializer=taskservice_dot_task__service__pb2.Project.FromString,
+                _registered_method=True)
+        self.DeleteProject = channel.unary_unary(
+                '/taskservice.TaskService/DeleteProject',
+                request_serializer=taskservice_dot_task__service__pb2.DeleteProjectRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ListProjects = channel.unary_unary(
+                '/taskservice.TaskService/ListProjects',
+                request_serializer=taskservice_dot_task__service__pb2.ListProjectsRequest.SerializeToString,
+                response_deserializer=taskservice_dot_task__service__pb2.ListProjectsResponse.FromString,
+                _registered_method=True)
+        self.SetProjectMember = channel.unary_unary(
+                '/taskservice.TaskService/SetProjectMember',
+                request_serializer=taskservice_dot_task__service__pb2.SetProjectMemberRequest.SerializeToString,
+                response_deserializer=taskservice_dot_task__service__pb2.Project.FromString,
+                _registered_method=True)
 
 
 class TaskServiceServicer:
@@ -129,6 +174,61 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UndeleteTask(self, request, context):
+        """Second round (CONTRACT §5).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTaskEvents(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchCreateTasks(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateProject(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetProject(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateProject(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteProject(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListProjects(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetProjectMember(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -171,6 +271,51 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.ProcessTaskStream,
                     request_deserializer=taskservice_dot_task__service__pb2.TaskCommand.FromString,
                     response_serializer=taskservice_dot_task__service__pb2.TaskResult.SerializeToString,
+            ),
+            'UndeleteTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.UndeleteTask,
+                    request_deserializer=taskservice_dot_task__service__pb2.UndeleteTaskRequest.FromString,
+                    response_serializer=taskservice_dot_task__service__pb2.Task.SerializeToString,
+            ),
+            'ListTaskEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTaskEvents,
+                    request_deserializer=taskservice_dot_task__service__pb2.ListTaskEventsRequest.FromString,
+                    response_serializer=taskservice_dot_task__service__pb2.ListTaskEventsResponse.SerializeToString,
+            ),
+            'BatchCreateTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchCreateTasks,
+                    request_deserializer=taskservice_dot_task__service__pb2.BatchCreateTasksRequest.FromString,
+                    response_serializer=taskservice_dot_task__service__pb2.BulkCreateResponse.SerializeToString,
+            ),
+            'CreateProject': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateProject,
+                    request_deserializer=taskservice_dot_task__service__pb2.CreateProjectRequest.FromString,
+                    response_serializer=taskservice_dot_task__service__pb2.Project.SerializeToString,
+            ),
+            'GetProject': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProject,
+                    request_deserializer=taskservice_dot_task__service__pb2.GetProjectRequest.FromString,
+                    response_serializer=taskservice_dot_task__service__pb2.Project.SerializeToString,
+            ),
+            'UpdateProject': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateProject,
+                    request_deserializer=taskservice_dot_task__service__pb2.UpdateProjectRequest.FromString,
+                    response_serializer=taskservice_dot_task__service__pb2.Project.SerializeToString,
+            ),
+            'DeleteProject': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteProject,
+                    request_deserializer=taskservice_dot_task__service__pb2.DeleteProjectRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ListProjects': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProjects,
+                    request_deserializer=taskservice_dot_task__service__pb2.ListProjectsRequest.FromString,
+                    response_serializer=taskservice_dot_task__service__pb2.ListProjectsResponse.SerializeToString,
+            ),
+            'SetProjectMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetProjectMember,
+                    request_deserializer=taskservice_dot_task__service__pb2.SetProjectMemberRequest.FromString,
+                    response_serializer=taskservice_dot_task__service__pb2.Project.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -389,6 +534,539 @@ class TaskService:
             '/taskservice.TaskService/ProcessTaskStream',
             taskservice_dot_task__service__pb2.TaskCommand.SerializeToString,
             taskservice_dot_task__service__pb2.TaskResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UndeleteTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskservice.TaskService/UndeleteTask',
+            taskservice_dot_task__service__pb2.UndeleteTaskRequest.SerializeToString,
+            taskservice_dot_task__service__pb2.Task.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTaskEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskservice.TaskService/ListTaskEvents',
+            taskservice_dot_task__service__pb2.ListTaskEventsRequest.SerializeToString,
+            taskservice_dot_task__service__pb2.ListTaskEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchCreateTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskservice.TaskService/BatchCreateTasks',
+            taskservice_dot_task__service__pb2.BatchCreateTasksRequest.SerializeToString,
+            taskservice_dot_task__service__pb2.BulkCreateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateProject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskservice.TaskService/CreateProject',
+            taskservice_dot_task__service__pb2.CreateProjectRequest.SerializeToString,
+            taskservice_dot_task__service__pb2.Project.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskservice.TaskService/GetProject',
+            taskservice_dot_task__service__pb2.GetProjectRequest.SerializeToString,
+            taskservice_dot_task__service__pb2.Project.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateProject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskservice.TaskService/UpdateProject',
+            taskservice_dot_task__service__pb2.UpdateProjectRequest.SerializeToString,
+            taskservice_dot_task__service__pb2.Project.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteProject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskservice.TaskService/DeleteProject',
+            taskservice_dot_task__service__pb2.DeleteProjectRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProjects(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskservice.TaskService/ListProjects',
+            taskservice_dot_task__service__pb2.ListProjectsRequest.SerializeToString,
+            taskservice_dot_task__service__pb2.ListProjectsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetProjectMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskservice.TaskService/SetProjectMember',
+            taskservice_dot_task__service__pb2.SetProjectMemberRequest.SerializeToString,
+            taskservice_dot_task__service__pb2.Project.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class WebhookServiceStub:
+    """Webhooks: events a user may see, POSTed to their URL, signed per Standard Webhooks.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.CreateWebhook = channel.unary_unary(
+                '/taskservice.WebhookService/CreateWebhook',
+                request_serializer=taskservice_dot_task__service__pb2.CreateWebhookRequest.SerializeToString,
+                response_deserializer=taskservice_dot_task__service__pb2.Webhook.FromString,
+                _registered_method=True)
+        self.GetWebhook = channel.unary_unary(
+                '/taskservice.WebhookService/GetWebhook',
+                request_serializer=taskservice_dot_task__service__pb2.GetWebhookRequest.SerializeToString,
+                response_deserializer=taskservice_dot_task__service__pb2.Webhook.FromString,
+                _registered_method=True)
+        self.ListWebhooks = channel.unary_unary(
+                '/taskservice.WebhookService/ListWebhooks',
+                request_serializer=taskservice_dot_task__service__pb2.ListWebhooksRequest.SerializeToString,
+                response_deserializer=taskservice_dot_task__service__pb2.ListWebhooksResponse.FromString,
+                _registered_method=True)
+        self.UpdateWebhook = channel.unary_unary(
+                '/taskservice.WebhookService/UpdateWebhook',
+                request_serializer=taskservice_dot_task__service__pb2.UpdateWebhookRequest.SerializeToString,
+                response_deserializer=taskservice_dot_task__service__pb2.Webhook.FromString,
+                _registered_method=True)
+        self.DeleteWebhook = channel.unary_unary(
+                '/taskservice.WebhookService/DeleteWebhook',
+                request_serializer=taskservice_dot_task__service__pb2.DeleteWebhookRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ListWebhookDeliveries = channel.unary_unary(
+                '/taskservice.WebhookService/ListWebhookDeliveries',
+                request_serializer=taskservice_dot_task__service__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+                response_deserializer=taskservice_dot_task__service__pb2.ListWebhookDeliveriesResponse.FromString,
+                _registered_method=True)
+
+
+class WebhookServiceServicer:
+    """Webhooks: events a user may see, POSTed to their URL, signed per Standard Webhooks.
+    """
+
+    def CreateWebhook(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetWebhook(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWebhooks(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateWebhook(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteWebhook(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWebhookDeliveries(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_WebhookServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'CreateWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateWebhook,
+                    request_deserializer=taskservice_dot_task__service__pb2.CreateWebhookRequest.FromString,
+                    response_serializer=taskservice_dot_task__service__pb2.Webhook.SerializeToString,
+            ),
+            'GetWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWebhook,
+                    request_deserializer=taskservice_dot_task__service__pb2.GetWebhookRequest.FromString,
+                    response_serializer=taskservice_dot_task__service__pb2.Webhook.SerializeToString,
+            ),
+            'ListWebhooks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhooks,
+                    request_deserializer=taskservice_dot_task__service__pb2.ListWebhooksRequest.FromString,
+                    response_serializer=taskservice_dot_task__service__pb2.ListWebhooksResponse.SerializeToString,
+            ),
+            'UpdateWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateWebhook,
+                    request_deserializer=taskservice_dot_task__service__pb2.UpdateWebhookRequest.FromString,
+                    response_serializer=taskservice_dot_task__service__pb2.Webhook.SerializeToString,
+            ),
+            'DeleteWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteWebhook,
+                    request_deserializer=taskservice_dot_task__service__pb2.DeleteWebhookRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ListWebhookDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhookDeliveries,
+                    request_deserializer=taskservice_dot_task__service__pb2.ListWebhookDeliveriesRequest.FromString,
+                    response_serializer=taskservice_dot_task__service__pb2.ListWebhookDeliveriesResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'taskservice.WebhookService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('taskservice.WebhookService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class WebhookService:
+    """Webhooks: events a user may see, POSTed to their URL, signed per Standard Webhooks.
+    """
+
+    @staticmethod
+    def CreateWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskservice.WebhookService/CreateWebhook',
+            taskservice_dot_task__service__pb2.CreateWebhookRequest.SerializeToString,
+            taskservice_dot_task__service__pb2.Webhook.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskservice.WebhookService/GetWebhook',
+            taskservice_dot_task__service__pb2.GetWebhookRequest.SerializeToString,
+            taskservice_dot_task__service__pb2.Webhook.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhooks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskservice.WebhookService/ListWebhooks',
+            taskservice_dot_task__service__pb2.ListWebhooksRequest.SerializeToString,
+            taskservice_dot_task__service__pb2.ListWebhooksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskservice.WebhookService/UpdateWebhook',
+            taskservice_dot_task__service__pb2.UpdateWebhookRequest.SerializeToString,
+            taskservice_dot_task__service__pb2.Webhook.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskservice.WebhookService/DeleteWebhook',
+            taskservice_dot_task__service__pb2.DeleteWebhookRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhookDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskservice.WebhookService/ListWebhookDeliveries',
+            taskservice_dot_task__service__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+            taskservice_dot_task__service__pb2.ListWebhookDeliveriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -45,6 +45,16 @@ class TaskServiceStub:
     WatchTasks: _grpc.UnaryStreamMultiCallable[_task_service_pb2.WatchTasksRequest, _task_service_pb2.TaskEvent]
     BulkCreateTasks: _grpc.StreamUnaryMultiCallable[_task_service_pb2.CreateTaskRequest, _task_service_pb2.BulkCreateResponse]
     ProcessTaskStream: _grpc.StreamStreamMultiCallable[_task_service_pb2.TaskCommand, _task_service_pb2.TaskResult]
+    UndeleteTask: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.UndeleteTaskRequest, _task_service_pb2.Task]
+    """Second round (CONTRACT §5)."""
+    ListTaskEvents: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.ListTaskEventsRequest, _task_service_pb2.ListTaskEventsResponse]
+    BatchCreateTasks: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.BatchCreateTasksRequest, _task_service_pb2.BulkCreateResponse]
+    CreateProject: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.CreateProjectRequest, _task_service_pb2.Project]
+    GetProject: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.GetProjectRequest, _task_service_pb2.Project]
+    UpdateProject: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.UpdateProjectRequest, _task_service_pb2.Project]
+    DeleteProject: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.DeleteProjectRequest, _empty_pb2.Empty]
+    ListProjects: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.ListProjectsRequest, _task_service_pb2.ListProjectsResponse]
+    SetProjectMember: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.SetProjectMemberRequest, _task_service_pb2.Project]
 
 @_typing.type_check_only
 class TaskServiceAsyncStub(TaskServiceStub):
@@ -57,6 +67,16 @@ class TaskServiceAsyncStub(TaskServiceStub):
     WatchTasks: _aio.UnaryStreamMultiCallable[_task_service_pb2.WatchTasksRequest, _task_service_pb2.TaskEvent]  # type: ignore[assignment]
     BulkCreateTasks: _aio.StreamUnaryMultiCallable[_task_service_pb2.CreateTaskRequest, _task_service_pb2.BulkCreateResponse]  # type: ignore[assignment]
     ProcessTaskStream: _aio.StreamStreamMultiCallable[_task_service_pb2.TaskCommand, _task_service_pb2.TaskResult]  # type: ignore[assignment]
+    UndeleteTask: _aio.UnaryUnaryMultiCallable[_task_service_pb2.UndeleteTaskRequest, _task_service_pb2.Task]  # type: ignore[assignment]
+    """Second round (CONTRACT §5)."""
+    ListTaskEvents: _aio.UnaryUnaryMultiCallable[_task_service_pb2.ListTaskEventsRequest, _task_service_pb2.ListTaskEventsResponse]  # type: ignore[assignment]
+    BatchCreateTasks: _aio.UnaryUnaryMultiCallable[_task_service_pb2.BatchCreateTasksRequest, _task_service_pb2.BulkCreateResponse]  # type: ignore[assignment]
+    CreateProject: _aio.UnaryUnaryMultiCallable[_task_service_pb2.CreateProjectRequest, _task_service_pb2.Project]  # type: ignore[assignment]
+    GetProject: _aio.UnaryUnaryMultiCallable[_task_service_pb2.GetProjectRequest, _task_service_pb2.Project]  # type: ignore[assignment]
+    UpdateProject: _aio.UnaryUnaryMultiCallable[_task_service_pb2.UpdateProjectRequest, _task_service_pb2.Project]  # type: ignore[assignment]
+    DeleteProject: _aio.UnaryUnaryMultiCallable[_task_service_pb2.DeleteProjectRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    ListProjects: _aio.UnaryUnaryMultiCallable[_task_service_pb2.ListProjectsRequest, _task_service_pb2.ListProjectsResponse]  # type: ignore[assignment]
+    SetProjectMember: _aio.UnaryUnaryMultiCallable[_task_service_pb2.SetProjectMemberRequest, _task_service_pb2.Project]  # type: ignore[assignment]
 
 class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -115,4 +135,141 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_task_service_pb2.TaskResult], _abc.AsyncIterator[_task_service_pb2.TaskResult]]: ...
 
+    @_abc_1.abstractmethod
+    def UndeleteTask(
+        self,
+        request: _task_service_pb2.UndeleteTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.Task, _abc.Awaitable[_task_service_pb2.Task]]:
+        """Second round (CONTRACT §5)."""
+
+    @_abc_1.abstractmethod
+    def ListTaskEvents(
+        self,
+        request: _task_service_pb2.ListTaskEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.ListTaskEventsResponse, _abc.Awaitable[_task_service_pb2.ListTaskEventsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def BatchCreateTasks(
+        self,
+        request: _task_service_pb2.BatchCreateTasksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.BulkCreateResponse, _abc.Awaitable[_task_service_pb2.BulkCreateResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateProject(
+        self,
+        request: _task_service_pb2.CreateProjectRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.Project, _abc.Awaitable[_task_service_pb2.Project]]: ...
+
+    @_abc_1.abstractmethod
+    def GetProject(
+        self,
+        request: _task_service_pb2.GetProjectRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.Project, _abc.Awaitable[_task_service_pb2.Project]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateProject(
+        self,
+        request: _task_service_pb2.UpdateProjectRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.Project, _abc.Awaitable[_task_service_pb2.Project]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteProject(
+        self,
+        request: _task_service_pb2.DeleteProjectRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]: ...
+
+    @_abc_1.abstractmethod
+    def ListProjects(
+        self,
+        request: _task_service_pb2.ListProjectsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.ListProjectsResponse, _abc.Awaitable[_task_service_pb2.ListProjectsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SetProjectMember(
+        self,
+        request: _task_service_pb2.SetProjectMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.Project, _abc.Awaitable[_task_service_pb2.Project]]: ...
+
 def add_TaskServiceServicer_to_server(servicer: TaskServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class WebhookServiceStub:
+    """Webhooks: events a user may see, POSTed to their URL, signed per Standard Webhooks."""
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> WebhookServiceAsyncStub: ...
+    CreateWebhook: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.CreateWebhookRequest, _task_service_pb2.Webhook]
+    GetWebhook: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.GetWebhookRequest, _task_service_pb2.Webhook]
+    ListWebhooks: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.ListWebhooksRequest, _task_service_pb2.ListWebhooksResponse]
+    UpdateWebhook: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.UpdateWebhookRequest, _task_service_pb2.Webhook]
+    DeleteWebhook: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.DeleteWebhookRequest, _empty_pb2.Empty]
+    ListWebhookDeliveries: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.ListWebhookDeliveriesRequest, _task_service_pb2.ListWebhookDeliveriesResponse]
+
+@_typing.type_check_only
+class WebhookServiceAsyncStub(WebhookServiceStub):
+    """Webhooks: events a user may see, POSTed to their URL, signed per Standard Webhooks."""
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    CreateWebhook: _aio.UnaryUnaryMultiCallable[_task_service_pb2.CreateWebhookRequest, _task_service_pb2.Webhook]  # type: ignore[assignment]
+    GetWebhook: _aio.UnaryUnaryMultiCallable[_task_service_pb2.GetWebhookRequest, _task_service_pb2.Webhook]  # type: ignore[assignment]
+    ListWebhooks: _aio.UnaryUnaryMultiCallable[_task_service_pb2.ListWebhooksRequest, _task_service_pb2.ListWebhooksResponse]  # type: ignore[assignment]
+    UpdateWebhook: _aio.UnaryUnaryMultiCallable[_task_service_pb2.UpdateWebhookRequest, _task_service_pb2.Webhook]  # type: ignore[assignment]
+    DeleteWebhook: _aio.UnaryUnaryMultiCallable[_task_service_pb2.DeleteWebhookRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    ListWebhookDeliveries: _aio.UnaryUnaryMultiCallable[_task_service_pb2.ListWebhookDeliveriesRequest, _task_service_pb2.ListWebhookDeliveriesResponse]  # type: ignore[assignment]
+
+class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
+    """Webhooks: events a user may see, POSTed to their URL, signed per Standard Webhooks."""
+
+    @_abc_1.abstractmethod
+    def CreateWebhook(
+        self,
+        request: _task_service_pb2.CreateWebhookRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.Webhook, _abc.Awaitable[_task_service_pb2.Webhook]]: ...
+
+    @_abc_1.abstractmethod
+    def GetWebhook(
+        self,
+        request: _task_service_pb2.GetWebhookRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.Webhook, _abc.Awaitable[_task_service_pb2.Webhook]]: ...
+
+    @_abc_1.abstractmethod
+    def ListWebhooks(
+        self,
+        request: _task_service_pb2.ListWebhooksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.ListWebhooksResponse, _abc.Awaitable[_task_service_pb2.ListWebhooksResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateWebhook(
+        self,
+        request: _task_service_pb2.UpdateWebhookRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.Webhook, _abc.Awaitable[_task_service_pb2.Webhook]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteWebhook(
+        self,
+        request: _task_service_pb2.DeleteWebhookRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]: ...
+
+    @_abc_1.abstractmethod
+    def ListWebhookDeliveries(
+        self,
+        request: _task_service_pb2.ListWebhookDeliveriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.ListWebhookDeliveriesResponse, _abc.Awaitable[_task_service_pb2.ListWebhookDeliveriesResponse]]: ...
+
+def add_WebhookServiceServicer_to_server(servicer: WebhookServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
