@@ -1,5 +1,5 @@
 """The SQLite writer's helper process: big batches of plain creates (bulk chunks) are committed by
-`sqlite_child`, in the writer's order; when the helper fails or dies, the writer inserts them itself."""
+`bulk_process`, in the writer's order; when the helper fails or dies, the writer inserts them itself."""
 
 from __future__ import annotations
 
@@ -11,19 +11,19 @@ from pathlib import Path
 
 from taskservice.api import task_service_pb2 as pb
 from taskservice.store.base import NewTask, StoredEvent
-from taskservice.store.sqlite import _CHILD_MIN_TASKS, SQLiteStore
+from taskservice.store.sqlite import SQLiteStore
+from taskservice.store.sqlite.writer import WriterTuning
 from tests.test_sqlite_writer import _task
 
 
-def _chunk(prefix: str, count: int = _CHILD_MIN_TASKS) -> list[NewTask]:
+def _chunk(prefix: str, count: int = WriterTuning().bulk_process_min_tasks) -> list[NewTask]:
     return [NewTask(_task(f"{prefix}{i:04d}")) for i in range(count)]
 
 
 def _helper_pid(store: SQLiteStore) -> int | None:
-    writer = store._writer
-    assert writer is not None and writer._child is not None
-    proc = writer._child._proc
-    return None if proc is None else proc.pid
+    writer = store.writer
+    assert writer is not None and writer.bulk_process is not None
+    return writer.bulk_process.pid
 
 
 def _stored(path: Path) -> tuple[int, int, int]:
@@ -52,9 +52,9 @@ def test_a_bulk_chunk_is_committed_by_the_helper_in_sequence_order(tmp_path: Pat
     results, events, pid = asyncio.run(scenario())
     assert pid is not None
     assert all(isinstance(r, pb.Task) for r in results)
-    assert [e.sequence for e in events] == list(range(1, 3 + _CHILD_MIN_TASKS + 1))
+    assert [e.sequence for e in events] == list(range(1, 3 + WriterTuning().bulk_process_min_tasks + 1))
     assert [e.task.id for e in events] == [t.id for t in results]  # type: ignore[union-attr]
-    assert _stored(path) == (3 + _CHILD_MIN_TASKS,) * 3
+    assert _stored(path) == (3 + WriterTuning().bulk_process_min_tasks,) * 3
     # The helper ended with the store.
     assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
 
@@ -81,8 +81,8 @@ def test_a_dead_helper_is_replaced_and_its_batch_written_by_the_writer(tmp_path:
     results, events, first, second = asyncio.run(scenario())
     assert all(isinstance(r, pb.Task) for r in results)
     assert second is not None and second != first
-    assert [e.sequence for e in events] == list(range(1, 2 * _CHILD_MIN_TASKS + 1))
-    assert _stored(path) == (2 * _CHILD_MIN_TASKS,) * 3
+    assert [e.sequence for e in events] == list(range(1, 2 * WriterTuning().bulk_process_min_tasks + 1))
+    assert _stored(path) == (2 * WriterTuning().bulk_process_min_tasks,) * 3
 
 
 def test_a_helper_batch_that_fails_fails_as_without_the_helper(tmp_path: Path) -> None:
@@ -109,4 +109,4 @@ def test_a_helper_batch_that_fails_fails_as_without_the_helper(tmp_path: Path) -
     failure, after = asyncio.run(scenario())
     assert isinstance(failure, sqlite3.IntegrityError)
     assert all(isinstance(r, pb.Task) for r in after)
-    assert _stored(path) == (1 + _CHILD_MIN_TASKS,) * 3
+    assert _stored(path) == (1 + WriterTuning().bulk_process_min_tasks,) * 3

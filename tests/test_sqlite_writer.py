@@ -24,9 +24,10 @@ from taskservice.api import task_service_pb2 as pb
 from taskservice.domain.errors import NotFound, Unavailable
 from taskservice.domain.paging import TaskFilter
 from taskservice.domain.values import now_us, timestamp_from_us
-from taskservice.store import sqlite as sqlite_store
 from taskservice.store.base import StoredEvent
-from taskservice.store.sqlite import SQLiteStore, _append_event, _Creates
+from taskservice.store.sqlite import SQLiteStore
+from taskservice.store.sqlite.statements import append_event
+from taskservice.store.sqlite.writer import PlainCreates, WriterTuning, commit_transaction
 
 
 def _meta_op(key: str, *, fail: str = ""):  # type: ignore[no-untyped-def]
@@ -44,7 +45,7 @@ def _meta_op(key: str, *, fail: str = ""):  # type: ignore[no-untyped-def]
 async def _one_batch(store: SQLiteStore, ops) -> list[object]:  # type: ignore[no-untyped-def]
     """Submit `ops` without yielding to the event loop in between: the writer takes every write that
     is waiting when it starts a batch, so they commit as one."""
-    futures = [store._write(op) for op in ops]
+    futures = [store.write(op) for op in ops]
     return list(await asyncio.gather(*futures, return_exceptions=True))
 
 
@@ -100,13 +101,13 @@ def _task(task_id: str) -> pb.Task:
 
 def _event_op(task_id: str):  # type: ignore[no-untyped-def]
     def op(conn: sqlite3.Connection):  # type: ignore[no-untyped-def]
-        return None, [_append_event(conn, pb.EVENT_TYPE_UPDATED, _task(task_id), None, "u")]
+        return None, [append_event(conn, pb.EVENT_TYPE_UPDATED, _task(task_id), None, "u")]
 
     return op
 
 
 def _plain_creates(*ids: str):  # type: ignore[no-untyped-def]
-    return [_Creates([_task(task_id)]) for task_id in ids]
+    return [PlainCreates([_task(task_id)]) for task_id in ids]
 
 
 def test_plain_creates_of_a_batch_are_inserted_together_in_order(tmp_path: Path) -> None:
@@ -138,7 +139,7 @@ def test_a_failing_create_among_merged_ones_fails_alone(tmp_path: Path) -> None:
         store.subscribe(events.extend)
         await store.open()
         try:
-            await store._write(_Creates([_task("taken")]))
+            await store.write(PlainCreates([_task("taken")]))
             results = await _one_batch(store, _plain_creates("a", "taken", "b"))
             return results, events
         finally:
@@ -164,7 +165,7 @@ def test_a_one_off_count_is_not_kept_current(tmp_path: Path) -> None:
                 TaskFilter(statuses=(pb.TASK_STATUS_TODO,)),
                 TaskFilter(statuses=(pb.TASK_STATUS_DONE,)),
             )
-            await store._write(_Creates([_task("a")]))
+            await store.write(PlainCreates([_task("a")]))
             kept = await store.count(todo)
             once = await store.count(done, keep=False)
             return kept, once, store._counts.get(todo), store._counts.get(done)
@@ -185,7 +186,7 @@ def test_a_write_waits_for_another_connections_lock_off_the_event_loop(tmp_path:
         other = sqlite3.connect(path, isolation_level=None)
         try:
             other.execute("BEGIN IMMEDIATE")
-            write = store._write(_meta_op("k1"))
+            write = store.write(_meta_op("k1"))
             await asyncio.sleep(0.3)  # returns: the loop is not stuck behind the lock
             waited = not write.done()
             read = await store.get("no-such-task")  # reads go on
@@ -199,49 +200,49 @@ def test_a_write_waits_for_another_connections_lock_off_the_event_loop(tmp_path:
     assert _keys(path) == {"k1"}
 
 
-def test_a_saturated_loop_gathers_writes_into_fewer_commits(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """With the event loop saturated and writes queueing, a batch waits up to `_GATHER_S` for
-    company, and starts at once when `_GATHER_ENOUGH` writes wait."""
+class _Saturated:
+    def saturated(self) -> bool:
+        return True
+
+
+def test_a_saturated_loop_gathers_writes_into_fewer_commits(tmp_path: Path) -> None:
+    """With the event loop saturated and writes queueing, a batch waits up to `gather_s` for
+    company, and starts at once when `gather_enough` writes wait."""
     commits: list[int] = []
-    real_commit = sqlite_store._commit
 
     def counted(conn: sqlite3.Connection, *passed: Any) -> Any:
         commits.append(1)
-        return real_commit(conn, *passed)
+        return commit_transaction(conn, *passed)
 
-    monkeypatch.setattr(sqlite_store, "_commit", counted)
-    monkeypatch.setattr(sqlite_store, "_GATHER_S", 0.2)
+    tuning = WriterTuning(gather_s=0.2, load=_Saturated, commit=counted)
 
     async def queue_behind(store: SQLiteStore, first: str, second: str) -> asyncio.Future[Any]:
         """Write `first`, and `second` once `first`'s batch is committing: it waits behind it, so
         when `first` is answered the writer gathers. Returns `second`'s future."""
-        writer = store._writer
+        writer = store.writer
         assert writer is not None
-        ahead = store._write(_meta_op(first))
+        ahead = store.write(_meta_op(first))
         await asyncio.sleep(0)  # the writer takes its batch (scheduled before this task's wake-up)
-        assert not writer._pending
-        behind = store._write(_meta_op(second))
+        assert not writer.queued
+        behind = store.write(_meta_op(second))
         await ahead
-        assert writer._gathering is not None
+        assert writer.gathering
         return behind
 
     async def scenario() -> tuple[int, int, float]:
-        store = SQLiteStore(str(tmp_path / "tasks.db"))
+        store = SQLiteStore(str(tmp_path / "tasks.db"), tuning=tuning)
         await store.open()
         try:
-            monkeypatch.setattr(sqlite_store._LoopLoad, "saturated", lambda self: True)
             trickle = [await queue_behind(store, "k0", "k1")]
             for i in range(2, 11):  # arriving one by one while the batch of k1 gathers
                 await asyncio.sleep(0.002)
-                trickle.append(store._write(_meta_op(f"k{i}")))
+                trickle.append(store.write(_meta_op(f"k{i}")))
             await asyncio.gather(*trickle)
             gathered = len(commits)
             behind = await queue_behind(store, "ka", "kb")
             started = time.monotonic()
             await asyncio.gather(
-                behind, *(store._write(_meta_op(f"km{i}")) for i in range(sqlite_store._GATHER_ENOUGH))
+                behind, *(store.write(_meta_op(f"km{i}")) for i in range(tuning.gather_enough))
             )
             return gathered, len(commits) - gathered, time.monotonic() - started
         finally:
@@ -250,7 +251,7 @@ def test_a_saturated_loop_gathers_writes_into_fewer_commits(
     gathered, then, took = asyncio.run(scenario())
     assert gathered == 2  # k0, then k1 to k10 in one batch
     assert then == 2 and took < 0.15  # ka, then the rest at once: no waiting out the gathering
-    assert len(_keys(tmp_path / "tasks.db")) == 13 + sqlite_store._GATHER_ENOUGH
+    assert len(_keys(tmp_path / "tasks.db")) == 13 + tuning.gather_enough
 
 
 def test_closing_finishes_the_writes_already_submitted_and_refuses_later_ones(tmp_path: Path) -> None:
@@ -259,16 +260,16 @@ def test_closing_finishes_the_writes_already_submitted_and_refuses_later_ones(tm
     async def scenario() -> tuple[list[object], object, bool]:
         store = SQLiteStore(str(path))
         await store.open()
-        writer = store._writer
+        writer = store.writer
         assert writer is not None
-        submitted = [store._write(_meta_op(f"k{i}")) for i in range(5)]
+        submitted = [store.write(_meta_op(f"k{i}")) for i in range(5)]
         closing = asyncio.ensure_future(store.close())
         await asyncio.sleep(0)
         late = writer.submit(_meta_op("k-late"))  # while the close drains: still taken
         await closing
         with pytest.raises(Unavailable):
             writer.submit(_meta_op("k-after"))
-        return list(await asyncio.gather(*submitted)), late.result(), store._writer is None
+        return list(await asyncio.gather(*submitted)), late.result(), store.writer is None
 
     results, late, gone = asyncio.run(scenario())
     assert results == [f"k{i}" for i in range(5)] and late == "k-late" and gone
@@ -291,7 +292,7 @@ def test_the_stores_threads_carry_their_names_in_the_os(tmp_path: Path) -> None:
         store = SQLiteStore(str(tmp_path / "tasks.db"))
         await store.open()
         try:
-            await store._write(_meta_op("k1"))  # the worker thread has started
+            await store.write(_meta_op("k1"))  # the worker thread has started
             return _thread_names()
         finally:
             await store.close()
@@ -299,30 +300,25 @@ def test_the_stores_threads_carry_their_names_in_the_os(tmp_path: Path) -> None:
     assert {"sqlite-writer", "sqlite-ckpt"} <= asyncio.run(scenario())
 
 
-def test_a_batch_committed_but_not_yet_published_is_not_behind_the_head(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_batch_committed_but_not_yet_published_is_not_behind_the_head(tmp_path: Path) -> None:
     """Between its COMMIT on the worker thread and its publication on the event loop, a batch is
     already readable. A watch starting then takes `event_bounds().head` as its cursor: that head
     must not include the batch, or the watch would never receive its events."""
     committed, release = threading.Event(), threading.Event()
-    real_commit = sqlite_store._commit
 
     def slow_to_return(conn: sqlite3.Connection, *passed: Any) -> Any:
-        result = real_commit(conn, *passed)
+        result = commit_transaction(conn, *passed)
         committed.set()
         release.wait(10)
         return result
 
-    monkeypatch.setattr(sqlite_store, "_commit", slow_to_return)
-
     async def scenario() -> tuple[int, int, list[int]]:
-        store = SQLiteStore(str(tmp_path / "tasks.db"))
+        store = SQLiteStore(str(tmp_path / "tasks.db"), tuning=WriterTuning(commit=slow_to_return))
         published: list[int] = []
         store.subscribe(lambda events: published.extend(e.sequence for e in events))
         await store.open()
         try:
-            write = store._write(_event_op("a"))
+            write = store.write(_event_op("a"))
             await asyncio.to_thread(committed.wait, 10)
             assert store._db.execute("SELECT max(sequence) FROM events").fetchone()[0] == 1
             during = (await store.event_bounds()).head

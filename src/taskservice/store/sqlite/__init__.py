@@ -1,0 +1,5 @@
+"""The embedded store: SQLite in WAL mode with group commit (see store.py)."""
+
+from taskservice.store.sqlite.store import SQLiteStore
+
+__all__ = ["SQLiteStore"]

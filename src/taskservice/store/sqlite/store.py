@@ -1,0 +1,344 @@
+"""The embedded store: SQLite in WAL mode, durable, with group commit.
+
+Writes are queued to the `Writer` (writer.py), which takes every write that is waiting, runs them on the event loop
+in one transaction (a failing write is answered alone; see `Writer._apply`), and has a worker thread commit
+it with a single fsync; only then are they answered: a write is acknowledged only once it is on
+disk, and concurrent writers share the cost of the sync. Commit order is sequence order, because
+batches run one at a time. Reads run on the event loop on a read-only connection: WAL lets them
+proceed during commits, and a primary-key lookup costs less than handing it to a thread; a task read
+once is then answered from `TaskCache`, which committed events keep current.
+
+Big batches of plain creates (bulk chunks) are committed by a helper process (bulk_process.py):
+the worker thread hands it the encoded tasks and waits, without the GIL, for the commit, so the
+inserts' statements stop taking the GIL back from the event loop one by one. Nothing else is
+written meanwhile, so the order holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sqlite3
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from taskservice.api import task_service_pb2 as pb
+from taskservice.domain.errors import DomainError, Unavailable
+from taskservice.domain.paging import PageQuery, TaskFilter
+from taskservice.domain.values import now_us
+from taskservice.store import sql
+from taskservice.store.base import Change, Check, EventBounds, EventListener, NewTask, StoredEvent
+from taskservice.store.counts import CountCache
+from taskservice.store.migrations import migrations
+from taskservice.store.sqlite import statements as stmt
+from taskservice.store.sqlite.bulk_process import BulkProcess
+from taskservice.store.sqlite.checkpointer import Checkpointer
+from taskservice.store.sqlite.writer import Op, PlainCreates, Writer, WriterTuning
+from taskservice.store.taskcache import TaskCache
+
+log = structlog.get_logger(__name__)
+
+_CHECKPOINT_EVERY_S = 0.2
+
+
+class SQLiteStore:
+    """TaskStore on SQLite. `path=None` makes a throw-away store in a temporary folder."""
+
+    def __init__(self, path: str | None, *, durable: bool = True, tuning: WriterTuning | None = None) -> None:
+        self._tmpdir = tempfile.mkdtemp(prefix="taskservice-") if path is None else None
+        self.path = path if path is not None else str(Path(self._tmpdir or ".") / "tasks.db")
+        self._durable = durable and path is not None
+        self._listeners: list[EventListener] = []
+        self._tuning = tuning
+        self._writer: Writer | None = None
+        self._checkpointer: Checkpointer | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._file_id: tuple[int, int] | None = None
+        self._counts = CountCache()
+        self._cache = TaskCache()
+        self._published = 0  # the last event sequence handed to listeners
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def _connect(self, *, readonly: bool = False) -> sqlite3.Connection:
+        return stmt.connect(self.path, durable=self._durable, readonly=readonly)
+
+    async def open(self) -> None:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(self._migrate)
+        bulk = BulkProcess(self.path, self._durable)
+        loop = asyncio.get_running_loop()
+        self._writer = Writer(
+            self._connect, loop, self._publish, bulk, durable=self._durable, tuning=self._tuning
+        )
+        self._writer.start()
+        self._checkpointer = Checkpointer(self._connect, _CHECKPOINT_EVERY_S)
+        self._checkpointer.start()
+        self._reader = self._connect(readonly=True)
+        self._file_id = stmt.file_id(self.path)
+        self._published = stmt.head(self._reader)
+        log.info("store.opened", kind="sqlite", path=self.path, durable=self._durable)
+
+    def _migrate(self) -> None:
+        conn = self._connect()
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_us INTEGER NOT NULL)"
+            )
+            applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            for migration in migrations("sqlite"):
+                if migration.version in applied:
+                    continue
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in stmt.split_script(migration.sql):
+                        conn.execute(statement)
+                    conn.execute(
+                        "INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                        (migration.version, migration.name, now_us()),
+                    )
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                log.info("store.migrated", version=migration.version, name=migration.name)
+        finally:
+            conn.close()
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await self._writer.stop()
+            self._writer = None
+        if self._checkpointer is not None:
+            await asyncio.to_thread(self._checkpointer.stop)
+            self._checkpointer = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        self._cache.clear()
+        if self._tmpdir:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+
+    def subscribe(self, listener: EventListener) -> None:
+        self._listeners.append(listener)
+
+    def _publish(self, events: list[StoredEvent]) -> None:
+        self._published = events[-1].sequence
+        self._counts.apply(events)
+        self._cache.apply(events)
+        for listener in self._listeners:
+            listener(events)
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._reader is None:
+            raise Unavailable("the task store is closed")
+        return self._reader
+
+    @property
+    def writer(self) -> Writer | None:
+        """The group-commit writer while the store is open."""
+        return self._writer
+
+    def write(self, op: Op) -> asyncio.Future[Any]:
+        """Run `op` in the writer's next batch; the future resolves once its transaction is durable."""
+        if self._writer is None:
+            raise Unavailable("the task store is closed")
+        return self._writer.submit(op)
+
+    async def ping(self) -> None:
+        """Readable, and still the file at `path`: open handles keep working on a database file that
+        was deleted or moved away (a lost volume), but nothing written there would survive a restart."""
+        try:
+            self._db.execute("SELECT 1 FROM tasks LIMIT 1").fetchall()
+        except sqlite3.Error as exc:
+            raise Unavailable(f"the task store is not readable: {exc}") from None
+        try:
+            same_file = stmt.file_id(self.path) == self._file_id
+        except OSError as exc:
+            raise Unavailable(f"the database file is gone: {exc}") from None
+        if not same_file:
+            raise Unavailable(f"{self.path} is no longer the database file this server opened")
+
+    async def secret(self, name: str) -> bytes:
+        key = f"secret:{name}"
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        if row is None:
+
+            def create(conn: sqlite3.Connection) -> tuple[None, list[StoredEvent]]:
+                conn.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, os.urandom(32)))
+                return None, []
+
+            await self.write(create)
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return bytes(row[0])
+
+    # -- writes -------------------------------------------------------------------------------
+
+    async def create_many(self, items: list[NewTask]) -> list[pb.Task | DomainError]:
+        if not any(item.request_id for item in items):
+            plain: list[pb.Task | DomainError] = await self.write(PlainCreates([item.task for item in items]))
+            return plain
+
+        def op(conn: sqlite3.Connection) -> tuple[list[pb.Task | DomainError], list[StoredEvent]]:
+            results: list[pb.Task | DomainError] = []
+            events: list[StoredEvent] = []
+            pending: list[pb.Task] = []  # inserted together: one executemany per table, not per task
+            for item in items:
+                task = item.task
+                if not item.request_id:
+                    pending.append(task)
+                    results.append(task)
+                    continue
+                earlier = stmt.earlier_request(conn, item)
+                if earlier is not None:
+                    results.append(earlier)
+                    continue
+                pending.append(task)
+                events += stmt.insert_created(conn, pending)
+                pending.clear()
+                conn.execute(
+                    "INSERT INTO idempotency_keys VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        task.created_by,
+                        item.request_id,
+                        item.request_hash,
+                        task.id,
+                        now_us(),
+                        task.SerializeToString(),
+                    ),
+                )
+                results.append(task)
+            events += stmt.insert_created(conn, pending)
+            return results, events
+
+        result: list[pb.Task | DomainError] = await self.write(op)
+        return result
+
+    async def update(self, task_id: str, change: Change, triggered_by: str) -> pb.Task:
+        def op(conn: sqlite3.Connection) -> tuple[pb.Task, list[StoredEvent]]:
+            current = stmt.load_task(conn, task_id)
+            updated = change(current)
+            if updated is None:
+                return current, []
+            conn.execute(stmt.UPDATE_TASK, sql.update_task_values(updated))
+            if list(updated.labels) != list(current.labels):
+                conn.execute("DELETE FROM task_labels WHERE task_id = ?", (task_id,))
+                stmt.insert_labels(conn, updated)
+            return updated, [stmt.append_event(conn, pb.EVENT_TYPE_UPDATED, updated, current, triggered_by)]
+
+        result: pb.Task = await self.write(op)
+        return result
+
+    async def delete(self, task_id: str, check: Check, triggered_by: str) -> pb.Task:
+        def op(conn: sqlite3.Connection) -> tuple[pb.Task, list[StoredEvent]]:
+            current = stmt.load_task(conn, task_id)
+            check(current)
+            conn.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
+            conn.execute("DELETE FROM task_labels WHERE task_id = ?", (task_id,))
+            return current, [stmt.append_event(conn, pb.EVENT_TYPE_DELETED, current, None, triggered_by)]
+
+        result: pb.Task = await self.write(op)
+        return result
+
+    async def prune(self, events_before_us: int, keep_events: int, keys_before_us: int) -> int:
+        def op(conn: sqlite3.Connection) -> tuple[int, list[StoredEvent]]:
+            head = stmt.head(conn)
+            by_time = conn.execute(
+                "SELECT coalesce(max(sequence), 0) FROM events WHERE occurred_us < ?", (events_before_us,)
+            ).fetchone()[0]
+            cut = max(by_time, head - keep_events)
+            removed = conn.execute("DELETE FROM events WHERE sequence <= ?", (cut,)).rowcount
+            if cut > stmt.horizon(conn):
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('event_horizon', ?)", (str(cut).encode(),))
+            conn.execute("DELETE FROM idempotency_keys WHERE created_us < ?", (keys_before_us,))
+            return removed, []
+
+        result: int = await self.write(op)
+        return result
+
+    # -- reads --------------------------------------------------------------------------------
+
+    async def get(self, task_id: str) -> pb.Task | None:
+        task = self._cache.get(task_id)
+        if task is not None:
+            return task
+        row = self._db.execute("SELECT body FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        if row is None:
+            return None
+        task = pb.Task.FromString(row[0])
+        self._cache.put(task)
+        return task
+
+    async def list_page(self, query: PageQuery) -> list[pb.Task]:
+        params = sql.Params(stmt.qmark)
+        statement = sql.page_sql(query, params)
+        return [pb.Task.FromString(row[0]) for row in self._db.execute(statement, params.values)]
+
+    async def count(self, task_filter: TaskFilter, *, keep: bool = True) -> int:
+        cached = self._counts.get(task_filter)
+        if cached is not None:
+            return cached
+        params = sql.Params(stmt.qmark)
+        statement = sql.count_sql(task_filter, params)
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            head = stmt.head(db)
+            value = int(db.execute(statement, params.values).fetchone()[0])
+        finally:
+            db.execute("COMMIT")
+        if keep:
+            self._counts.put(task_filter, value, head)
+        return value
+
+    async def status_counts(self) -> tuple[dict[int, int], int]:
+        def read() -> tuple[dict[int, int], int]:
+            conn = self._connect(readonly=True)
+            try:
+                conn.execute("BEGIN")
+                head = stmt.head(conn)
+                rows = conn.execute("SELECT status, count(*) FROM tasks GROUP BY status").fetchall()
+                conn.execute("COMMIT")
+            finally:
+                conn.close()
+            return {int(status): int(count) for status, count in rows}, head
+
+        return await asyncio.to_thread(read)
+
+    async def snapshot(self, task_filter: TaskFilter) -> tuple[list[pb.Task], int]:
+        params = sql.Params(stmt.qmark)
+        statement = sql.snapshot_sql(task_filter, params)
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            head = stmt.head(db)
+            tasks = [pb.Task.FromString(row[0]) for row in db.execute(statement, params.values)]
+        finally:
+            db.execute("COMMIT")
+        return tasks, head
+
+    async def events_after(self, sequence: int, limit: int) -> list[StoredEvent]:
+        rows = self._db.execute(
+            "SELECT sequence, event_type, occurred_us, triggered_by, task, previous FROM events "
+            "WHERE sequence > ? ORDER BY sequence LIMIT ?",
+            (sequence, limit),
+        )
+        return [stmt.event_from_row(row) for row in rows]
+
+    async def event_bounds(self) -> EventBounds:
+        """The head is the last event published, not the last committed: a batch is readable from
+        the moment its COMMIT returns on the worker thread, a moment before the event loop answers
+        its writes and publishes its events. A watch that starts in between must still receive
+        them, so it may not take them for events that came before it."""
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            return EventBounds(horizon=stmt.horizon(db), head=min(stmt.head(db), self._published))
+        finally:
+            db.execute("COMMIT")
