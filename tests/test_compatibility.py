@@ -55,7 +55,8 @@ def test_every_rpc_can_be_driven_through_server_reflection(server) -> None:
     assert {"taskservice.TaskService", "grpc.health.v1.Health"} <= set(services)
     pool = descriptor_pool.DescriptorPool(database)
     service = pool.FindServiceByName("taskservice.TaskService")
-    assert [m.name for m in service.methods] == [
+    # The first round's methods, in their order; later additions follow them.
+    assert [m.name for m in service.methods][:8] == [
         "CreateTask",
         "GetTask",
         "UpdateTask",

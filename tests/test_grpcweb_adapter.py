@@ -16,6 +16,7 @@ from taskservice.domain.paging import PageTokens
 from taskservice.domain.service import TaskService
 from taskservice.store import open_store
 from taskservice.transport.grpcweb import GrpcWebTransport, decode_text
+from taskservice.transport.methods import task_service_methods
 
 
 def test_text_bodies_decode_whole_or_in_padded_chunks() -> None:
@@ -31,7 +32,9 @@ def test_client_disconnect_ends_the_watch_on_the_server() -> None:
         window = EventWindow(store)
         await window.start()
         service = TaskService(store, window, PageTokens(b"k" * 32))
-        app = GrpcWebTransport(service, Admission(NoAuth(), RateLimiter(0), 10), asyncio.Event())
+        app = GrpcWebTransport(
+            task_service_methods(service), Admission(NoAuth(), RateLimiter(0), 10), asyncio.Event()
+        )
         request = pb.WatchTasksRequest().SerializeToString()
         gone = asyncio.Event()
         sent: list[dict[str, Any]] = []

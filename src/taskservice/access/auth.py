@@ -6,7 +6,6 @@ or `Unauthenticated`. Nothing here knows about a transport, so gRPC and gRPC-Web
 
 from __future__ import annotations
 
-import contextvars
 import json
 import os
 import secrets
@@ -26,7 +25,6 @@ from taskservice.domain.errors import Unauthenticated
 from taskservice.server.config import Settings, SettingsError
 
 # The caller of the request being handled; set by the transport's access check for the request's task.
-CURRENT_CALLER: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("caller", default=None)
 
 SECRET_FILE_NAME = "jwt-secret"
 MIN_SECRET_BYTES = 32

@@ -36,6 +36,7 @@ from taskservice.transport import grpc as grpc_transport
 from taskservice.transport import http
 from taskservice.transport.grpc_telemetry import Telemetry
 from taskservice.transport.grpcweb import GrpcWebTransport
+from taskservice.transport.methods import task_service_methods
 
 log = structlog.get_logger(__name__)
 
@@ -127,12 +128,13 @@ async def start(settings: Settings, reuse_port: bool = False) -> Server:
     telemetry = Telemetry(tracer=tracer)
     grpc_server = grpc.aio.server(options=options)
     observed_server = telemetry.server(grpc_server)
-    transport = grpc_transport.GrpcTransport(service, admission, telemetry, shutdown)
-    grpc_transport.add_to_server(grpc_server, transport.handlers())
+    api = task_service_methods(service)
+    services = grpc_transport.GrpcTransport(api, admission, telemetry, shutdown).handlers()
+    grpc_transport.add_to_server(grpc_server, services)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, observed_server)
     reflection.enable_server_reflection(
-        (grpc_transport.SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), observed_server
+        (*services, health.SERVICE_NAME, reflection.SERVICE_NAME), observed_server
     )
     if tls is None:
         grpc_port = grpc_server.add_insecure_port(settings.grpc_addr)
@@ -146,11 +148,11 @@ async def start(settings: Settings, reuse_port: bool = False) -> Server:
     server = Server(settings, store, window, service, grpc_server, health_servicer, shutdown=shutdown)
     server.grpc_port = grpc_port
     server.http_port = http_sock.getsockname()[1]
-    for name in ("", grpc_transport.SERVICE_NAME):
+    for name in ("", *services):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    readiness = Readiness(store, health_servicer, shutdown, ("", grpc_transport.SERVICE_NAME))
+    readiness = Readiness(store, health_servicer, shutdown, ("", *services))
     metrics.watch_window(window)
-    grpc_web = GrpcWebTransport(service, admission, shutdown, settings.max_message_bytes, tracer=tracer)
+    grpc_web = GrpcWebTransport(api, admission, shutdown, settings.max_message_bytes, tracer=tracer)
     app = http.build_app(
         shutdown,
         readiness,

@@ -1,8 +1,8 @@
 """The wrapper that admits TaskService's streaming calls (server, client and bidirectional): it
 authenticates, applies the rate limit to the call (refused when over) and to each message a client
-streams (paced to the rate), bounds open streams per user, and hands the Caller to the handler
-through `CURRENT_CALLER`. It wraps each streaming handler once, when the handlers are built, not per
-call as a grpc.aio interceptor would. Unary calls are admitted inside their one handler coroutine
+streams (paced to the rate), bounds open streams per user, and passes the Caller to the behaviour
+it wraps as its first argument. It wraps each streaming behaviour once, when the handlers are built,
+not per call as a grpc.aio interceptor would. Unary calls are admitted inside their one handler coroutine
 (`transport/grpc.py`). Health and reflection are not wrapped: they need no token.
 """
 
@@ -15,7 +15,6 @@ import grpc
 import structlog
 
 from taskservice.access.admission import Admission
-from taskservice.access.auth import CURRENT_CALLER
 from taskservice.access.caller import Caller
 from taskservice.domain.errors import DomainError
 from taskservice.transport.status import abort
@@ -23,6 +22,8 @@ from taskservice.transport.status import abort
 log = structlog.get_logger(__name__)
 
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+# A streaming method's behaviour once admitted: (caller, request or request iterator, context).
+Behaviour = Callable[[Caller, Any, Context], Any]
 
 
 def text_metadata(metadata: Iterable[tuple[str, str | bytes]]) -> dict[str, str]:
@@ -34,17 +35,17 @@ class AdmissionGuard:
     def __init__(self, admission: Admission) -> None:
         self._admission = admission
 
-    def guard(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        """A streaming handler that admits its calls before it runs."""
-        options = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(self._unary_stream(handler.unary_stream), **options)
-        if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(self._stream_unary(handler.stream_unary), **options)
-        return grpc.stream_stream_rpc_method_handler(self._stream_stream(handler.stream_stream), **options)
+    def unary_stream(self, behaviour: Behaviour, **options: Any) -> grpc.RpcMethodHandler:
+        """A server-streaming handler that admits its calls before `behaviour` runs."""
+        return grpc.unary_stream_rpc_method_handler(self._unary_stream(behaviour), **options)
+
+    def stream_unary(self, behaviour: Behaviour, **options: Any) -> grpc.RpcMethodHandler:
+        """A client-streaming handler that admits its calls and paces their messages."""
+        return grpc.stream_unary_rpc_method_handler(self._stream_unary(behaviour), **options)
+
+    def stream_stream(self, behaviour: Behaviour, **options: Any) -> grpc.RpcMethodHandler:
+        """A bidirectional handler that admits its calls and paces their messages."""
+        return grpc.stream_stream_rpc_method_handler(self._stream_stream(behaviour), **options)
 
     async def _admit(self, context: Context) -> Caller:
         try:
@@ -56,7 +57,6 @@ class AdmissionGuard:
             log.exception("rpc.admission_failed")
             await abort(context, None)
             raise
-        CURRENT_CALLER.set(caller)
         return caller
 
     def _metered(self, caller: Caller, messages: AsyncIterator[Any]) -> AsyncIterator[Any]:
@@ -76,32 +76,32 @@ class AdmissionGuard:
             await abort(context, error)
             raise
 
-    def _unary_stream(self, behaviour: Any) -> Any:
+    def _unary_stream(self, behaviour: Behaviour) -> Any:
         async def handle(request: Any, context: Context) -> AsyncIterator[Any]:
-            _, release = await self._admit_stream(context)
+            caller, release = await self._admit_stream(context)
             try:
-                async for response in behaviour(request, context):
+                async for response in behaviour(caller, request, context):
                     yield response
             finally:
                 release()
 
         return handle
 
-    def _stream_unary(self, behaviour: Any) -> Any:
+    def _stream_unary(self, behaviour: Behaviour) -> Any:
         async def handle(requests: AsyncIterator[Any], context: Context) -> Any:
             caller, release = await self._admit_stream(context)
             try:
-                return await behaviour(self._metered(caller, requests), context)
+                return await behaviour(caller, self._metered(caller, requests), context)
             finally:
                 release()
 
         return handle
 
-    def _stream_stream(self, behaviour: Any) -> Any:
+    def _stream_stream(self, behaviour: Behaviour) -> Any:
         async def handle(requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
             caller, release = await self._admit_stream(context)
             try:
-                async for response in behaviour(self._metered(caller, requests), context):
+                async for response in behaviour(caller, self._metered(caller, requests), context):
                     yield response
             finally:
                 release()

@@ -21,7 +21,7 @@ from starlette.types import ASGIApp
 
 from taskservice.server.readiness import Readiness
 from taskservice.telemetry import metrics
-from taskservice.transport.grpcweb import SERVICE_PATH
+from taskservice.transport.grpcweb import GrpcWebTransport
 
 # Request headers gRPC-Web clients send (grpc-web and connect-web) besides custom metadata.
 _GRPC_WEB_HEADERS = ("content-type", "x-grpc-web", "x-user-agent", "grpc-timeout", "authorization")
@@ -58,7 +58,7 @@ def build_app(
     draining: asyncio.Event,
     readiness: Readiness,
     *,
-    grpc_web: ASGIApp | None = None,
+    grpc_web: GrpcWebTransport | None = None,
     cors_origins: Sequence[str] = (),
     web_dir: Path | None = None,
 ) -> Starlette:
@@ -80,7 +80,8 @@ def build_app(
         Route("/metrics", prometheus),
     ]
     if grpc_web is not None:
-        routes.append(Route(SERVICE_PATH + "{method}", _with_cors(grpc_web, cors_origins)))
+        for prefix in grpc_web.service_prefixes:
+            routes.append(Route(prefix + "{method}", _with_cors(grpc_web, cors_origins)))
     app = Starlette(routes=routes)
     # The board answers whatever no route claims, so routes added later (e.g. /metrics) always win.
     app.router.default = _board(web_dir or default_web_dir())

@@ -13,148 +13,38 @@ a client never needs to read a response header to learn the outcome.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
-import re
-import struct
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import quote
 
 import grpc
 import structlog
-from google.protobuf import empty_pb2
 from google.protobuf.message import DecodeError, Message
 from google.rpc import status_pb2
 from starlette.types import Receive, Scope, Send
 
 from taskservice.access.admission import Admission
 from taskservice.access.caller import Caller
-from taskservice.api import task_service_pb2 as pb
 from taskservice.domain.errors import Code, DomainError, InvalidArgument, ResourceExhausted, Unavailable
-from taskservice.domain.service import TaskService
 from taskservice.telemetry.metrics import MethodMetrics
 from taskservice.telemetry.observability import REQUEST_ID_HEADER, CallObserver
+from taskservice.transport.grpcweb.framing import (
+    COMPRESSED_FLAG,
+    TRAILER_FLAG,
+    Mode,
+    ProtocolError,
+    decode_frames,
+    decode_text,
+    encode_frame,
+    parse_timeout,
+    trailer_block,
+)
+from taskservice.transport.methods import Method, Reply, until_shutdown
 from taskservice.transport.status import grpc_code, internal_status, to_status
 
 log = structlog.get_logger(__name__)
 
-SERVICE_PATH = "/" + pb.DESCRIPTOR.services_by_name["TaskService"].full_name + "/"
-TRAILER_FLAG = 0x80
-COMPRESSED_FLAG = 0x01
-_PREFIX = struct.Struct(">BI")
-_TIMEOUT = re.compile(r"^(\d{1,8})([HMSmun])$")
-_TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
-
-
-class ProtocolError(Exception):
-    """The request is not well-formed gRPC-Web (answered with INVALID_ARGUMENT, never a stack)."""
-
-
-# -- framing --------------------------------------------------------------------------------------
-
-
-def encode_frame(payload: bytes, flag: int = 0) -> bytes:
-    return _PREFIX.pack(flag, len(payload)) + payload
-
-
-def decode_frames(body: bytes) -> list[tuple[int, bytes]]:
-    """Split a request body into (flag, payload) frames; a truncated frame is a protocol error."""
-    frames: list[tuple[int, bytes]] = []
-    offset = 0
-    while offset < len(body):
-        if len(body) - offset < _PREFIX.size:
-            raise ProtocolError("truncated frame header")
-        flag, length = _PREFIX.unpack_from(body, offset)
-        offset += _PREFIX.size
-        if len(body) - offset < length:
-            raise ProtocolError("truncated frame")
-        frames.append((flag, body[offset : offset + length]))
-        offset += length
-    return frames
-
-
-def decode_text(body: bytes) -> bytes:
-    """Base64-decode a text-mode body that may be several independently padded chunks."""
-    text = re.sub(rb"\s+", b"", body)
-    if len(text) % 4:
-        raise ProtocolError("text-mode body is not whole base64 quanta")
-    try:
-        if b"=" not in text[:-2]:
-            return base64.b64decode(text, validate=True)
-        # Padding inside the body: each chunk was encoded alone; decode quantum by quantum.
-        return b"".join(base64.b64decode(text[i : i + 4], validate=True) for i in range(0, len(text), 4))
-    except binascii.Error as error:
-        raise ProtocolError("text-mode body is not valid base64") from error
-
-
-def trailer_block(status: status_pb2.Status) -> bytes:
-    """The trailer frame payload: `name: value\\r\\n` lines, message percent-encoded as gRPC requires."""
-    lines = [f"grpc-status: {status.code}"]
-    if status.message:
-        lines.append("grpc-message: " + quote(status.message, safe=" !\"#$&'()*+,-./:;<=>?@[\\]^_`{|}~"))
-    if status.code != Code.OK:
-        details = base64.b64encode(status.SerializeToString()).rstrip(b"=").decode()
-        lines.append(f"grpc-status-details-bin: {details}")
-    return "".join(line + "\r\n" for line in lines).encode()
-
-
-def parse_timeout(value: str | None) -> float | None:
-    """Seconds from a `grpc-timeout` header (e.g. `250m`), or None when absent or malformed."""
-    match = _TIMEOUT.match(value or "")
-    return int(match.group(1)) * _TIMEOUT_UNITS[match.group(2)] if match else None
-
-
-@dataclass(frozen=True, slots=True)
-class Mode:
-    """Binary or text mode, chosen by the request's content type and echoed in the response."""
-
-    text: bool
-
-    @classmethod
-    def of(cls, content_type: str) -> Mode | None:
-        media = content_type.split(";", 1)[0].strip().lower()
-        if media in ("application/grpc-web", "application/grpc-web+proto"):
-            return cls(text=False)
-        if media in ("application/grpc-web-text", "application/grpc-web-text+proto"):
-            return cls(text=True)
-        return None
-
-    @property
-    def content_type(self) -> str:
-        return "application/grpc-web-text+proto" if self.text else "application/grpc-web+proto"
-
-    def wire(self, data: bytes) -> bytes:
-        return base64.b64encode(data) if self.text else data
-
-
 # -- methods --------------------------------------------------------------------------------------
-
-Reply = Message | bytes
-# Single-request methods get the one payload in a list; client streams get them as they are paced.
-Handler = Callable[[Caller, Any], AsyncIterator[Reply]]
-
-
-@dataclass(frozen=True, slots=True)
-class _Method:
-    request_type: type[Message]
-    handler: Handler
-    single_request: bool = True
-    server_streams: bool = False
-
-    @property
-    def rpc_type(self) -> str:
-        """The method's shape as the metrics name it (the same series as the gRPC port's)."""
-        if self.single_request:
-            return "server_stream" if self.server_streams else "unary"
-        return "bidi_stream" if self.server_streams else "client_stream"
-
-    @property
-    def is_stream(self) -> bool:
-        """Holds one of the caller's stream slots while open, as on the gRPC port."""
-        return self.server_streams or not self.single_request
 
 
 def _parse(request_type: type[Message], payload: bytes) -> Message:
@@ -167,7 +57,8 @@ def _parse(request_type: type[Message], payload: bytes) -> Message:
 
 
 class GrpcWebTransport:
-    """ASGI app serving `POST /taskservice.TaskService/<Method>` in gRPC-Web.
+    """ASGI app serving `POST /<package.Service>/<Method>` in gRPC-Web for every method of the API
+    table (`transport/methods.py`).
 
     Admission (authentication, rate limit) is the same object as the gRPC port's, and every call goes
     through `TaskService`, so access rules, validation and events are identical on both ports.
@@ -175,57 +66,25 @@ class GrpcWebTransport:
 
     def __init__(
         self,
-        service: TaskService,
+        methods: dict[str, Method],
         admission: Admission,
         shutdown: asyncio.Event,
         max_message_bytes: int = 4 * 1024 * 1024,
         *,
         tracer: Any | None = None,
     ) -> None:
-        self._service = service
         self._admission = admission
         self._shutdown = shutdown
         self._max_message_bytes = max_message_bytes
-        self._methods = self._method_table()
+        self._methods = methods
         self._observers = {
-            name: CallObserver(SERVICE_PATH + name, method.rpc_type, tracer=tracer)
-            for name, method in self._methods.items()
+            path: CallObserver(path, method.rpc_type, tracer=tracer) for path, method in methods.items()
         }
 
-    def _method_table(self) -> dict[str, _Method]:
-        s = self._service
-
-        def unary(call: Callable[[Caller, Any], Awaitable[Reply]], request_type: type[Message]) -> _Method:
-            async def handle(caller: Caller, payloads: list[bytes]) -> AsyncIterator[Reply]:
-                yield await call(caller, _parse(request_type, payloads[0]))
-
-            return _Method(request_type, handle)
-
-        async def delete(caller: Caller, request: pb.DeleteTaskRequest) -> Message:
-            await s.delete(caller, request)
-            return empty_pb2.Empty()
-
-        async def watch(caller: Caller, payloads: list[bytes]) -> AsyncIterator[Reply]:
-            async for event in s.watch(caller, _parse(pb.WatchTasksRequest, payloads[0])):  # type: ignore[arg-type]
-                yield event
-
-        async def bulk_create(caller: Caller, payloads: AsyncIterator[bytes]) -> AsyncIterator[Reply]:
-            yield await s.bulk_create(caller, _messages(pb.CreateTaskRequest, payloads))
-
-        async def process(caller: Caller, payloads: AsyncIterator[bytes]) -> AsyncIterator[Reply]:
-            async for result in s.process(caller, _messages(pb.TaskCommand, payloads)):
-                yield result
-
-        return {
-            "CreateTask": unary(s.create, pb.CreateTaskRequest),
-            "GetTask": unary(s.get, pb.GetTaskRequest),
-            "UpdateTask": unary(s.update, pb.UpdateTaskRequest),
-            "DeleteTask": unary(delete, pb.DeleteTaskRequest),
-            "ListTasks": unary(s.list, pb.ListTasksRequest),
-            "WatchTasks": _Method(pb.WatchTasksRequest, watch, server_streams=True),
-            "BulkCreateTasks": _Method(pb.CreateTaskRequest, bulk_create, single_request=False),
-            "ProcessTaskStream": _Method(pb.TaskCommand, process, single_request=False, server_streams=True),
-        }
+    @property
+    def service_prefixes(self) -> list[str]:
+        """`/package.Service/` of every service served, for the HTTP router."""
+        return sorted({f"/{method.service}/" for method in self._methods.values()})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -281,8 +140,7 @@ class GrpcWebTransport:
     ) -> None:
         """Run the call under its method's CallObserver (metrics, access line, span), as on the gRPC
         port; a call cancelled by its client's disconnect is observed as CANCELLED."""
-        name = path.removeprefix(SERVICE_PATH)
-        method, observer = self._methods.get(name), self._observers.get(name)
+        method, observer = self._methods.get(path), self._observers.get(path)
         if method is None or observer is None:  # no series for made-up names
             await call.finish(status_pb2.Status(code=Code.UNIMPLEMENTED, message=f"unknown method {path}"))
             return
@@ -300,7 +158,7 @@ class GrpcWebTransport:
     async def _run(
         self,
         call: _Call,
-        method: _Method,
+        method: Method,
         metrics: MethodMetrics,
         headers: dict[str, str],
         body: bytes | None,
@@ -318,18 +176,16 @@ class GrpcWebTransport:
             payloads = self._payloads(call.mode, body)
             for _ in payloads:
                 metrics.received()
-            if method.single_request and len(payloads) != 1:
+            if not method.client_streams and len(payloads) != 1:
                 raise InvalidArgument.field("request", "expected exactly one request message")
             # Headers are the call's metadata, exactly as gRPC clients send them on the gRPC port.
             caller = self._admission.admit(headers)
             release = self._admission.open_stream(caller) if method.is_stream else None
             try:
-                requests = payloads if method.single_request else self._metered(caller, payloads)
-                replies = method.handler(caller, requests)
                 if method.server_streams:
                     await call.start()  # headers now, so a client knows an idle watch is connected
                 async with asyncio.timeout(parse_timeout(headers.get("grpc-timeout"))):
-                    async for reply in replies:
+                    async for reply in self._replies(method, caller, payloads):
                         await call.message(reply)
                         metrics.sent()
             finally:
@@ -343,8 +199,22 @@ class GrpcWebTransport:
         except ProtocolError as error:
             return to_status(InvalidArgument.field("body", str(error)))
         except Exception:
-            log.exception("grpcweb.internal_error", method=method.request_type.DESCRIPTOR.full_name)
+            log.exception("grpcweb.internal_error", method=method.path)
             return internal_status()
+
+    async def _replies(self, method: Method, caller: Caller, payloads: list[bytes]) -> AsyncIterator[Reply]:
+        """Call the method's use case in its shape, yielding what goes back to the client."""
+        if method.client_streams:
+            request: Any = _messages(method.request_type, self._metered(caller, payloads))
+            if method.ends_at_shutdown:
+                request = until_shutdown(self._shutdown, request)
+        else:
+            request = _parse(method.request_type, payloads[0])
+        if method.server_streams:
+            async for reply in method.call(caller, request):
+                yield reply
+        else:
+            yield await method.call(caller, request)
 
     def _payloads(self, mode: Mode, body: bytes) -> list[bytes]:
         raw = decode_text(body) if mode.text else body
