@@ -1,9 +1,10 @@
 """The shared store: PostgreSQL through an asyncpg pool, for many replicas on one database.
 
-Every change runs in one transaction: lock the task row (`FOR UPDATE`), let the service's callback
-decide, write the task, then append its events by bumping the single `event_log` row. That row lock
-is taken last and held until commit, so writers number their events in commit order: a reader that
-has seen sequence N never later meets a smaller committed number, on any replica. The same statement
+Changes are group-committed (`postgres_writer.py`): the writes waiting on a replica share one
+transaction, in which each locks its task row (`FOR UPDATE`), lets the service's callback decide and
+writes the task; the batch then appends all its events by bumping the single `event_log` row once.
+That row lock is taken last and held until commit, so writers number their events in commit order: a
+reader that has seen sequence N never later meets a smaller committed number, on any replica. The same statement
 sends a NOTIFY; each replica LISTENs on a dedicated connection and, when woken, reads the log after
 the last event it delivered, so events committed by other replicas reach its watchers in order.
 Connection failures surface as `Unavailable`; the pool and the listener reconnect on their own.
@@ -27,6 +28,7 @@ from taskservice.domain.values import now_us
 from taskservice.store import sql
 from taskservice.store.base import Change, Check, EventBounds, EventListener, NewTask, StoredEvent
 from taskservice.store.migrations import migrations
+from taskservice.store.postgres_writer import EventChange, GroupWriter, Op, PlainCreates, WriterHooks
 
 log = structlog.get_logger(__name__)
 
@@ -102,6 +104,7 @@ class PostgresStore:
         self._wake = asyncio.Event()
         self._follower: asyncio.Task[None] | None = None
         self._closing = False
+        self._writer: GroupWriter | None = None
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -115,6 +118,17 @@ class PostgresStore:
             command_timeout=_COMMAND_TIMEOUT,
         )
         self._delivered = (await self.event_bounds()).head
+        self._writer = GroupWriter(
+            WriterHooks(
+                connection=self._connection,
+                insert_created=_insert_created,
+                append=self._append,
+                is_connection_error=lambda exc: isinstance(exc, _CONNECTION_ERRORS),
+                on_connection_error=lambda _: self._db.expire_connections(),
+                deliver=self._deliver,
+            )
+        )
+        self._writer.start()
         self._follower = asyncio.create_task(self._follow(), name="postgres-listener")
         log.info("store.opened", kind="postgresql", head=self._delivered)
 
@@ -146,6 +160,9 @@ class PostgresStore:
             await conn.close()
 
     async def close(self) -> None:
+        if self._writer is not None:
+            await self._writer.stop()
+            self._writer = None
         self._closing = True
         if self._follower is not None:
             self._follower.cancel()
@@ -298,9 +315,7 @@ class PostgresStore:
 
     # -- writes -------------------------------------------------------------------------------
 
-    async def _append(
-        self, conn: Connection, changes: list[tuple[int, pb.Task, pb.Task | None, str]]
-    ) -> list[StoredEvent]:
+    async def _append(self, conn: Connection, changes: list[EventChange]) -> list[StoredEvent]:
         """Append events for `changes` (type, task, previous, triggered_by); must be the last
         statement before COMMIT, because it holds the event-log lock until then."""
         if not changes:
@@ -323,8 +338,17 @@ class PostgresStore:
             for i, (kind, task, previous, by) in enumerate(changes)
         ]
 
+    def _write(self, op: Op | PlainCreates) -> asyncio.Future[Any]:
+        if self._writer is None:
+            raise Unavailable("the task store is closed")
+        return self._writer.submit(op)
+
     async def create_many(self, items: list[NewTask]) -> list[pb.Task | DomainError]:
-        async def work(conn: Connection) -> tuple[list[pb.Task | DomainError], list[StoredEvent]]:
+        if not any(item.request_id for item in items):
+            created: list[pb.Task | DomainError] = await self._write(PlainCreates([i.task for i in items]))
+            return created
+
+        async def op(conn: Connection) -> tuple[list[pb.Task | DomainError], list[EventChange]]:
             results: list[pb.Task | DomainError] = []
             fresh: list[pb.Task] = []
             for item in items:
@@ -333,22 +357,14 @@ class PostgresStore:
                     continue
                 fresh.append(item.task)
                 results.append(item.task)
-            if fresh:
-                await conn.executemany(_INSERT_TASK, [sql.task_row(task) for task in fresh])
-                labels = [(label, task.id) for task in fresh for label in task.labels]
-                if labels:
-                    await conn.executemany(_INSERT_LABEL, labels)
-            events = await self._append(
-                conn, [(pb.EVENT_TYPE_CREATED, task, None, task.created_by) for task in fresh]
-            )
-            return results, events
+            await _insert_created(conn, fresh)
+            return results, [(pb.EVENT_TYPE_CREATED, task, None, task.created_by) for task in fresh]
 
-        results, events = await self._transaction(work)
-        self._deliver(events)
+        results: list[pb.Task | DomainError] = await self._write(op)
         return results
 
     async def update(self, task_id: str, change: Change, triggered_by: str) -> pb.Task:
-        async def work(conn: Connection) -> tuple[pb.Task, list[StoredEvent]]:
+        async def op(conn: Connection) -> tuple[pb.Task, list[EventChange]]:
             current = await _lock(conn, task_id)
             updated = change(current)
             if updated is None:
@@ -358,24 +374,20 @@ class PostgresStore:
                 await conn.execute("DELETE FROM task_labels WHERE task_id = $1", task_id)
                 if updated.labels:
                     await conn.executemany(_INSERT_LABEL, [(label, task_id) for label in updated.labels])
-            events = await self._append(conn, [(pb.EVENT_TYPE_UPDATED, updated, current, triggered_by)])
-            return updated, events
+            return updated, [(pb.EVENT_TYPE_UPDATED, updated, current, triggered_by)]
 
-        task, events = await self._transaction(work)
-        self._deliver(events)
+        task: pb.Task = await self._write(op)
         return task
 
     async def delete(self, task_id: str, check: Check, triggered_by: str) -> pb.Task:
-        async def work(conn: Connection) -> tuple[pb.Task, list[StoredEvent]]:
+        async def op(conn: Connection) -> tuple[pb.Task, list[EventChange]]:
             current = await _lock(conn, task_id)
             check(current)
             await conn.execute("DELETE FROM tasks WHERE id = $1", task_id)
             await conn.execute("DELETE FROM task_labels WHERE task_id = $1", task_id)
-            events = await self._append(conn, [(pb.EVENT_TYPE_DELETED, current, None, triggered_by)])
-            return current, events
+            return current, [(pb.EVENT_TYPE_DELETED, current, None, triggered_by)]
 
-        task, events = await self._transaction(work)
-        self._deliver(events)
+        task: pb.Task = await self._write(op)
         return task
 
     async def prune(self, events_before_us: int, keep_events: int, keys_before_us: int) -> int:
@@ -461,6 +473,15 @@ class PostgresStore:
             return EventBounds(horizon=int(row["horizon"]), head=int(row["head"]))
 
         return await self._read(work)
+
+
+async def _insert_created(conn: Connection, tasks: list[pb.Task]) -> None:
+    if not tasks:
+        return
+    await conn.executemany(_INSERT_TASK, [sql.task_row(task) for task in tasks])
+    labels = [(label, task.id) for task in tasks for label in task.labels]
+    if labels:
+        await conn.executemany(_INSERT_LABEL, labels)
 
 
 async def _lock(conn: Connection, task_id: str) -> pb.Task:
