@@ -25,7 +25,7 @@ from typing import Any
 import grpc
 
 from taskservice.api import task_service_pb2 as pb
-from taskservice.bench import GROUPS, clients, fill, h2load, report, watchdriver
+from taskservice.bench import EXTRA_GROUPS, GROUPS, clients, fill, h2load, report, scale, watchdriver
 from taskservice.bench.report import Row, Target
 from taskservice.server.config import Settings
 
@@ -207,8 +207,10 @@ class Bench:
         say: Callable[[str], None],
         only: frozenset[str],
         server_source: Path | None,
+        postgres: str = "",
     ) -> None:
         self.plan = plan
+        self.postgres = postgres
         self.only = only
         self.server_source = server_source
         self.cache_dir = cache_dir
@@ -307,7 +309,26 @@ class Bench:
             ceiling.stop()
         if "large" in only:
             self._large(first)
+        if "scale" in only:
+            self._scale()
         return self.rows
+
+    def _scale(self) -> None:
+        def start(name: str, store_url: str, extra: tuple[str, ...]) -> TaskServer:
+            database = self.workdir / f"{name}.db"  # unused when store_url names PostgreSQL
+            return TaskServer(
+                self.workdir / name,
+                database,
+                "none",
+                name,
+                ("--store", store_url, *extra),
+                self.server_source,
+            )
+
+        self.notes.append("scale: servers run with --auth none (each replica would mint its own secret)")
+        seconds = self.plan.round_seconds if self.plan.quick else 10
+        for row in scale.ScaleBench(self.postgres, self.workdir, seconds, start, self.say).run():
+            self._row(row)
 
     def _unaries(self, server: TaskServer, ceiling: CeilingServer, database: Path) -> None:
         ids = _task_ids(database, 64)
@@ -548,6 +569,7 @@ def run(
     say: Callable[[str], None],
     only: frozenset[str] = frozenset(GROUPS),
     server_source: Path | None = None,
+    postgres: str = "",
 ) -> list[Row]:
     """Run the scenarios (every group, or `only` these), then print the table and write the JSON and
     the chart. `server_source`: a folder holding another version's `taskservice` package, which
@@ -560,10 +582,10 @@ def run(
     with workdir(keep) as path:
         say(f"bench {'--quick ' if plan.quick else ''}in {path} (load average {meta['load_average']})")
         if only != frozenset(GROUPS):
-            say(f"only: {', '.join(g for g in GROUPS if g in only)}")
+            say(f"only: {', '.join(g for g in (*GROUPS, *EXTRA_GROUPS) if g in only)}")
         if server_source is not None:
             say(f"server: the taskservice package in {server_source}")
-        bench = Bench(plan, cache_dir, path, say, only, server_source)
+        bench = Bench(plan, cache_dir, path, say, only, server_source, postgres)
         rows = bench.run()
     meta.update(auth=bench.auth, notes=bench.notes, seconds=round(time.monotonic() - started, 1))
     meta.update(steal_during(cpu_before))

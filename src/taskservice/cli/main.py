@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from taskservice.bench import GROUPS
+from taskservice.bench import EXTRA_GROUPS, GROUPS
 from taskservice.server.config import Settings, SettingsError, env_name
 
 
@@ -151,11 +151,19 @@ def migrate(store: str, data_dir: str) -> None:
 @click.option("--keep", is_flag=True, help="keep the run's folder (server logs, databases)")
 @click.option(
     "--only",
-    type=click.Choice(GROUPS),
+    type=click.Choice((*GROUPS, *EXTRA_GROUPS)),
     multiple=True,
     help="run only this group of scenarios (repeatable), each still against the ceiling: list "
     "(ListTasks at 1k), unary (CreateTask, GetTask, the p99, UpdateTask), bulk, watch (fan-out, "
-    "idle watchers), large (1M tasks: start-up, RSS, ListTasks against 1k)",
+    "idle watchers), large (1M tasks: start-up, RSS, ListTasks against 1k); scale (SQLite against "
+    "1-3 PostgreSQL replicas; needs --postgres) runs only when named",
+)
+@click.option(
+    "--postgres",
+    envvar="TASKSERVICE_BENCH_POSTGRES",
+    default="postgresql://postgres@127.0.0.1:5432/postgres",
+    show_default=True,
+    help="an administrative connection for --only scale, which creates and drops its own databases",
 )
 @click.option(
     "--server-source",
@@ -171,6 +179,7 @@ def bench(
     cache_dir: Path,
     keep: bool,
     only: tuple[str, ...],
+    postgres: str,
     server_source: Path | None,
 ) -> None:
     """Measure the server against a do-nothing grpcio server in the same run (see docs/performance.md)."""
@@ -184,7 +193,9 @@ def bench(
         raise click.ClickException(str(error)) from None
     plan = scenarios.Plan.fast() if quick else scenarios.Plan.full()
     groups = frozenset(only or GROUPS)
-    scenarios.run(plan, cache_dir, out, chart, keep, lambda line: click.echo(line), groups, server_source)
+    scenarios.run(
+        plan, cache_dir, out, chart, keep, lambda line: click.echo(line), groups, server_source, postgres
+    )
 
 
 def main() -> None:
