@@ -113,10 +113,17 @@ class EventWindow:
             start = bisect.bisect_right(self._sequences, cursor)
             return self._events[start : start + _LOG_BATCH]
         # Behind the window: read the durable log, which must still hold the next event.
+        await self.check_resumable(cursor)
+        return await self._store.events_after(cursor, _LOG_BATCH)
+
+    async def check_resumable(self, after: int) -> None:
+        """Raise OutOfRange unless the events after `after` are all still retained (the one place
+        that decides whether a watch can resume from a sequence)."""
         bounds = await self._store.event_bounds()
-        if cursor < bounds.horizon:
+        if after < bounds.horizon:
             raise OutOfRange(
-                f"events after sequence {cursor} are no longer retained (oldest available starts after "
+                f"events after sequence {after} are no longer retained (oldest available starts after "
                 f"{bounds.horizon}); reload the current state with include_initial"
             )
-        return await self._store.events_after(cursor, _LOG_BATCH)
+        if after > bounds.head:
+            raise OutOfRange(f"after_sequence {after} is ahead of the newest event ({bounds.head})")

@@ -21,7 +21,6 @@ from taskservice.domain.errors import (
     DomainError,
     InvalidArgument,
     NotFound,
-    OutOfRange,
     PermissionDenied,
     VersionConflict,
 )
@@ -106,7 +105,7 @@ class TaskService:
         later change, in sequence order, each once. Yields TaskEvent messages or their encoding."""
         view = self._watch_view(caller, request)
         if request.after_sequence > 0:
-            await self._check_resumable(request.after_sequence)
+            await self._window.check_resumable(request.after_sequence)
             cursor = request.after_sequence
         elif request.include_initial:
             initial, cursor = await self._store.snapshot(self._visible_filter(caller, request))
@@ -411,16 +410,6 @@ class TaskService:
             task_ids=tuple(sorted(set(request.task_ids))),
             visible_to=None if caller.is_admin else caller.user_id,
         )
-
-    async def _check_resumable(self, after: int) -> None:
-        bounds = await self._store.event_bounds()
-        if after < bounds.horizon:
-            raise OutOfRange(
-                f"events after sequence {after} are no longer retained (history starts after {bounds.horizon}); "
-                "reload with include_initial"
-            )
-        if after > bounds.head:
-            raise OutOfRange(f"after_sequence {after} is ahead of the newest event ({bounds.head})")
 
 
 def _require_visible(caller: Caller, task: pb.Task) -> None:
