@@ -17,6 +17,7 @@ import structlog
 from taskservice.access.caller import Caller
 from taskservice.api import task_service_pb2 as pb
 from taskservice.domain.errors import (
+    AlreadyExists,
     Code,
     DomainError,
     InvalidArgument,
@@ -28,7 +29,7 @@ from taskservice.domain.events import EventWindow
 from taskservice.domain.paging import ORDERS, PageQuery, PageTokens, TaskFilter
 from taskservice.domain.validation import PRIORITIES, STATUSES, Checker, Limits, new_task_fields
 from taskservice.domain.values import new_task_id, now_us, timestamp_from_us
-from taskservice.store.base import NewTask, StoredEvent, TaskStore
+from taskservice.store.base import CreateResult, EarlierRequest, NewTask, StoredEvent, TaskStore
 
 log = structlog.get_logger(__name__)
 
@@ -56,10 +57,9 @@ class TaskService:
     # -- unary --------------------------------------------------------------------------------
 
     async def create(self, caller: Caller, request: pb.CreateTaskRequest) -> pb.Task:
-        (result,) = await self._store.create_many([self._new_task(caller, request)])
-        if isinstance(result, DomainError):
-            raise result
-        return result
+        item = self._new_task(caller, request)
+        (result,) = await self._store.create_many([item])
+        return _created(item, result)
 
     async def get(self, caller: Caller, request: pb.GetTaskRequest) -> pb.Task:
         self._check_id(request.id)
@@ -139,11 +139,11 @@ class TaskService:
 
         async def write(chunk: list[tuple[int, NewTask]]) -> None:
             results = await self._store.create_many([item for _, item in chunk])
-            for (index, _), result in zip(chunk, results, strict=True):
-                if isinstance(result, DomainError):
-                    response.errors.add(index=index, error_message=result.message, code=result.code)
-                else:
-                    response.tasks.append(result)
+            for (index, item), result in zip(chunk, results, strict=True):
+                try:
+                    response.tasks.append(_created(item, result))
+                except DomainError as error:
+                    response.errors.add(index=index, error_message=error.message, code=error.code)
 
         async def flush() -> None:
             nonlocal writing, received, first
@@ -410,6 +410,19 @@ class TaskService:
             task_ids=tuple(sorted(set(request.task_ids))),
             visible_to=None if caller.is_admin else caller.user_id,
         )
+
+
+def _created(item: NewTask, result: CreateResult) -> pb.Task:
+    """The task a create answers with. A repeated request_id (AIP-155) gets the task its first
+    request created, as it is now (as created, when it is gone); the same key on a different
+    request is ALREADY_EXISTS."""
+    if not isinstance(result, EarlierRequest):
+        return result
+    if result.request_hash != item.request_hash:
+        raise AlreadyExists(
+            f"request_id {item.request_id!r} was already used for a different request; use a new request_id"
+        )
+    return result.current if result.current is not None else result.created
 
 
 def _require_visible(caller: Caller, task: pb.Task) -> None:

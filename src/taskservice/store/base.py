@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from taskservice.api import task_service_pb2 as pb
-from taskservice.domain.errors import DomainError
 from taskservice.domain.paging import PageQuery, TaskFilter
 from taskservice.domain.values import timestamp_from_us
 
@@ -61,6 +60,20 @@ class NewTask:
 
 
 @dataclass(frozen=True, slots=True)
+class EarlierRequest:
+    """What a repeated (created_by, request_id) found: the fingerprint of the request that first
+    used the key, the task that request created as it was then, and as it is now (None when it is
+    gone). The service decides what the repeat gets."""
+
+    request_hash: bytes
+    created: pb.Task
+    current: pb.Task | None
+
+
+CreateResult = pb.Task | EarlierRequest
+
+
+@dataclass(frozen=True, slots=True)
 class EventBounds:
     """`horizon`: events up to here were pruned (replay must start after it); `head`: newest."""
 
@@ -84,9 +97,9 @@ class TaskStore(Protocol):
     async def secret(self, name: str) -> bytes:
         """A random 32-byte key shared by every process on this store, created on first use."""
 
-    async def create_many(self, items: list[NewTask]) -> list[pb.Task | DomainError]:
-        """Insert tasks in one transaction. A repeated (created_by, request_id) returns the task it
-        first created (AlreadyExists when the request differs). Results are in item order."""
+    async def create_many(self, items: list[NewTask]) -> list[CreateResult]:
+        """Insert tasks in one transaction; an item whose (created_by, request_id) was used before is
+        not inserted and comes back as the EarlierRequest found. Results are in item order."""
 
     async def get(self, task_id: str) -> pb.Task | None: ...
 

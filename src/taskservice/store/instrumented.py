@@ -13,7 +13,16 @@ from typing import Any, TypeVar
 from taskservice.api import task_service_pb2 as pb
 from taskservice.domain.errors import DomainError, Unavailable
 from taskservice.domain.paging import PageQuery, TaskFilter
-from taskservice.store.base import Change, Check, EventBounds, EventListener, NewTask, StoredEvent, TaskStore
+from taskservice.store.base import (
+    Change,
+    Check,
+    CreateResult,
+    EventBounds,
+    EventListener,
+    NewTask,
+    StoredEvent,
+    TaskStore,
+)
 from taskservice.telemetry import metrics, tracing
 
 T = TypeVar("T")
@@ -58,7 +67,7 @@ class InstrumentedStore:
     async def secret(self, name: str) -> bytes:
         return await self.inner.secret(name)
 
-    async def create_many(self, items: list[NewTask]) -> list[pb.Task | DomainError]:
+    async def create_many(self, items: list[NewTask]) -> list[CreateResult]:
         return await self._timed("create_many", lambda: self.inner.create_many(items))
 
     async def get(self, task_id: str) -> pb.Task | None:

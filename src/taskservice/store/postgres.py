@@ -22,11 +22,20 @@ import asyncpg
 import structlog
 
 from taskservice.api import task_service_pb2 as pb
-from taskservice.domain.errors import AlreadyExists, DomainError, NotFound, Unavailable
+from taskservice.domain.errors import DomainError, NotFound, Unavailable
 from taskservice.domain.paging import PageQuery, TaskFilter
 from taskservice.domain.values import now_us
 from taskservice.store import sql
-from taskservice.store.base import Change, Check, EventBounds, EventListener, NewTask, StoredEvent
+from taskservice.store.base import (
+    Change,
+    Check,
+    CreateResult,
+    EarlierRequest,
+    EventBounds,
+    EventListener,
+    NewTask,
+    StoredEvent,
+)
 from taskservice.store.migrations import migrations
 from taskservice.store.postgres_writer import EventChange, GroupWriter, Op, PlainCreates, WriterHooks
 
@@ -343,13 +352,13 @@ class PostgresStore:
             raise Unavailable("the task store is closed")
         return self._writer.submit(op)
 
-    async def create_many(self, items: list[NewTask]) -> list[pb.Task | DomainError]:
+    async def create_many(self, items: list[NewTask]) -> list[CreateResult]:
         if not any(item.request_id for item in items):
-            created: list[pb.Task | DomainError] = await self._write(PlainCreates([i.task for i in items]))
+            created: list[CreateResult] = await self._write(PlainCreates([i.task for i in items]))
             return created
 
-        async def op(conn: Connection) -> tuple[list[pb.Task | DomainError], list[EventChange]]:
-            results: list[pb.Task | DomainError] = []
+        async def op(conn: Connection) -> tuple[list[CreateResult], list[EventChange]]:
+            results: list[CreateResult] = []
             fresh: list[pb.Task] = []
             for item in items:
                 if item.request_id and not await _claim_request(conn, item):
@@ -360,7 +369,7 @@ class PostgresStore:
             await _insert_created(conn, fresh)
             return results, [(pb.EVENT_TYPE_CREATED, task, None, task.created_by) for task in fresh]
 
-        results: list[pb.Task | DomainError] = await self._write(op)
+        results: list[CreateResult] = await self._write(op)
         return results
 
     async def update(self, task_id: str, change: Change, triggered_by: str) -> pb.Task:
@@ -506,15 +515,15 @@ async def _claim_request(conn: Connection, item: NewTask) -> bool:
     return claimed is not None
 
 
-async def _earlier_request(conn: Connection, item: NewTask) -> pb.Task | DomainError:
+async def _earlier_request(conn: Connection, item: NewTask) -> EarlierRequest:
     row = await conn.fetchrow(
         "SELECT k.request_hash, k.response, t.body FROM idempotency_keys k "
         "LEFT JOIN tasks t ON t.id = k.task_id WHERE k.created_by = $1 AND k.request_id = $2",
         item.task.created_by,
         item.request_id,
     )
-    if bytes(row["request_hash"]) != item.request_hash:
-        return AlreadyExists(
-            f"request_id {item.request_id!r} was already used for a different request; use a new request_id"
-        )
-    return pb.Task.FromString(row["body"] if row["body"] is not None else row["response"])
+    return EarlierRequest(
+        bytes(row["request_hash"]),
+        pb.Task.FromString(row["response"]),
+        pb.Task.FromString(row["body"]) if row["body"] is not None else None,
+    )

@@ -10,10 +10,10 @@ import sqlite3
 from typing import Any
 
 from taskservice.api import task_service_pb2 as pb
-from taskservice.domain.errors import AlreadyExists, DomainError, NotFound
+from taskservice.domain.errors import NotFound
 from taskservice.domain.values import now_us
 from taskservice.store import sql
-from taskservice.store.base import NewTask, StoredEvent
+from taskservice.store.base import EarlierRequest, NewTask, StoredEvent
 
 WAL_BACKSTOP_PAGES = 16_384  # 64 MiB of 4 KiB pages: the writer checkpoints past this by itself
 UPDATE_TASK = sql.update_task_sql(lambda _: "?")
@@ -73,7 +73,7 @@ def load_task(conn: sqlite3.Connection, task_id: str) -> pb.Task:
     return pb.Task.FromString(row[0])
 
 
-def earlier_request(conn: sqlite3.Connection, item: NewTask) -> pb.Task | DomainError | None:
+def earlier_request(conn: sqlite3.Connection, item: NewTask) -> EarlierRequest | None:
     row = conn.execute(
         "SELECT request_hash, task_id, response FROM idempotency_keys WHERE created_by = ? AND request_id = ?",
         (item.task.created_by, item.request_id),
@@ -81,12 +81,10 @@ def earlier_request(conn: sqlite3.Connection, item: NewTask) -> pb.Task | Domain
     if row is None:
         return None
     request_hash, task_id, response = row
-    if bytes(request_hash) != item.request_hash:
-        return AlreadyExists(
-            f"request_id {item.request_id!r} was already used for a different request; use a new request_id"
-        )
     current = conn.execute("SELECT body FROM tasks WHERE id = ?", (task_id,)).fetchone()
-    return pb.Task.FromString(current[0] if current else response)
+    return EarlierRequest(
+        bytes(request_hash), pb.Task.FromString(response), pb.Task.FromString(current[0]) if current else None
+    )
 
 
 def insert_created(

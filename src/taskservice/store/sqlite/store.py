@@ -27,11 +27,19 @@ from typing import Any
 import structlog
 
 from taskservice.api import task_service_pb2 as pb
-from taskservice.domain.errors import DomainError, Unavailable
+from taskservice.domain.errors import Unavailable
 from taskservice.domain.paging import PageQuery, TaskFilter
 from taskservice.domain.values import now_us
 from taskservice.store import sql
-from taskservice.store.base import Change, Check, EventBounds, EventListener, NewTask, StoredEvent
+from taskservice.store.base import (
+    Change,
+    Check,
+    CreateResult,
+    EventBounds,
+    EventListener,
+    NewTask,
+    StoredEvent,
+)
 from taskservice.store.counts import CountCache
 from taskservice.store.migrations import migrations
 from taskservice.store.sqlite import statements as stmt
@@ -180,13 +188,13 @@ class SQLiteStore:
 
     # -- writes -------------------------------------------------------------------------------
 
-    async def create_many(self, items: list[NewTask]) -> list[pb.Task | DomainError]:
+    async def create_many(self, items: list[NewTask]) -> list[CreateResult]:
         if not any(item.request_id for item in items):
-            plain: list[pb.Task | DomainError] = await self.write(PlainCreates([item.task for item in items]))
+            plain: list[CreateResult] = await self.write(PlainCreates([item.task for item in items]))
             return plain
 
-        def op(conn: sqlite3.Connection) -> tuple[list[pb.Task | DomainError], list[StoredEvent]]:
-            results: list[pb.Task | DomainError] = []
+        def op(conn: sqlite3.Connection) -> tuple[list[CreateResult], list[StoredEvent]]:
+            results: list[CreateResult] = []
             events: list[StoredEvent] = []
             pending: list[pb.Task] = []  # inserted together: one executemany per table, not per task
             for item in items:
@@ -217,7 +225,7 @@ class SQLiteStore:
             events += stmt.insert_created(conn, pending)
             return results, events
 
-        result: list[pb.Task | DomainError] = await self.write(op)
+        result: list[CreateResult] = await self.write(op)
         return result
 
     async def update(self, task_id: str, change: Change, triggered_by: str) -> pb.Task:
