@@ -130,7 +130,8 @@ class TaskService:
         """Create tasks in chunks, in stream order. One chunk is written while the next is read, so
         receiving and writing overlap; a failing item is reported by its index and does not stop the
         others. Items are validated a chunk at a time, not as each arrives: reading the stream in a
-        tight loop lets grpc hand the event loop many messages per wake-up (see docs/performance.md)."""
+        tight loop lets grpc hand the event loop many messages per wake-up (docs/performance.md,
+        "Known misses")."""
         max_items = self.limits.bulk_items_max
         response = pb.BulkCreateResponse()
         received: list[pb.CreateTaskRequest] = []

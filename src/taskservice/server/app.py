@@ -122,7 +122,8 @@ async def start(settings: Settings, reuse_port: bool = False) -> Server:
         # 10,000 watches opened at once the last thousands waited longer and ended CANCELLED.
         ("grpc.server_max_unrequested_time_in_server", _MAX_UNREQUESTED_S),
     ]
-    # No grpc.aio interceptors: they run on every call and build new handler objects each time.
+    # No grpc.aio interceptors: they run on every call and build new handler objects each time
+    # (docs/decisions/0004-no-aio-interceptors.md).
     # TaskService's handlers come observed and admitted (calls that admission refuses are counted
     # and logged too); health and reflection are observed as they are registered, and need no token.
     telemetry = Telemetry(tracer=tracer)
@@ -170,19 +171,10 @@ async def start(settings: Settings, reuse_port: bool = False) -> Server:
 
 def _tune_gc() -> None:
     """Fewer cyclic-GC passes over a server's long-lived objects. Everything built at start-up
-    (modules, descriptors, handlers) moves out of the collector's sight. A young collection runs
-    every 5,000 allocations instead of 700, and the middle generation every 1,000,000 (200 young
-    ones), as it did before with (50,000, 20).
-
-    - Against 700: each open watch holds a few dozen objects, and with 10,000 of them, collections
-      walking them all took 40% of the CPU while watches were opening (py-spy); 10,000 watches
-      subscribed in 10-45 s before, 5.6-9.1 s after.
-    - Against 50,000: every unary call leaves about seven objects in a reference cycle inside grpcio
-      (`_find_method_handler`'s coroutine scope and its closure), which only the collector frees. At
-      1,000 CreateTask/s a young collection freed ~38,000 of them at once in 20-80 ms, every few
-      seconds, and every call in flight waited: p99 18-69 ms. At 5,000 the pauses are a tenth as
-      long: p99 8.6-9.0 ms; saturated throughput the same or better (a young generation that fits
-      in the cache), 10,000 watches subscribed in 7.7 s against 8.8 (alternating runs).
+    (modules, descriptors, handlers) moves out of the collector's sight, and the young generation is
+    collected every 5,000 allocations: rarely enough not to walk thousands of open watches over and
+    over, often enough that the reference cycles grpcio leaves behind every unary call are freed in
+    short pauses rather than one long one. Evidence: docs/decisions/0003-gc-thresholds.md.
     """
     gc.collect()
     gc.freeze()
@@ -284,8 +276,8 @@ def _announce_token(settings: Settings, http_url: str) -> None:
 def serve(settings: Settings, reuse_port: bool = False) -> None:
     """Run the server in this process until SIGTERM/SIGINT, on the event loop `--event-loop` names.
 
-    uvloop runs grpc.aio as it is and costs about a third less server CPU per GetTask under full
-    load than asyncio's own loop (docs/performance.md)."""
+    uvloop runs grpc.aio as it is and costs less server CPU per call than asyncio's own loop
+    (docs/decisions/0005-uvloop.md)."""
     with asyncio.Runner(loop_factory=_loop_factory(settings.event_loop)) as runner:
         runner.run(run(settings, reuse_port))
 

@@ -1,5 +1,5 @@
 """Recently read tasks, kept current from the event stream, so a GetTask of a task read before costs
-no SQLite statement (a primary-key lookup and the decoding of its row: about 15 µs of a GetTask).
+no SQLite statement (a primary-key lookup and the decoding of its row, a sizeable part of a GetTask).
 
 Every change to a task commits an event, and the store hands committed events here in sequence
 order, on the event loop that also reads. A read that lands between a commit and its event being

@@ -1,7 +1,7 @@
 """The access log: one line per call, cheap enough to leave on at INFO under full load.
 
-A structlog line costs about 35 µs (processor chain, json.dumps, a write per line) — as much as a
-whole trivial RPC. In JSON format this module writes the same fields and shape (`event`, `level`,
+A structlog line (processor chain, json.dumps, a write per line) costs as much as a whole trivial
+RPC. In JSON format this module writes the same fields and shape (`event`, `level`,
 `timestamp` as structlog renders them) with a hand-built line: the constant parts are encoded once
 per method, strings go through the C JSON escaper, and lines are written in batches — every 50 ms
 or every 512 lines — rather than one write per call (under load the event loop finishes only a call

@@ -5,9 +5,9 @@ Handlers are registered by hand rather than through the generated servicer base 
 (2) watch events already encoded once for all watchers go on the wire without re-encoding.
 
 A unary call runs as one coroutine that observes it (metrics, access line, span), admits the
-caller, calls the service and maps its errors: it is the hot path, and three nested wrappers, each
-reading the call's metadata (5 µs a read) and handling errors of its own, cost about 15 µs more per
-call. Streaming handlers are wrapped by `AdmissionGuard` and `Telemetry` instead, once each, when
+caller, calls the service and maps its errors: it is the hot path, and nested wrappers, each
+reading the call's metadata and handling errors of its own, cost measurably more per call
+(docs/decisions/0004-no-aio-interceptors.md). Streaming handlers are wrapped by `AdmissionGuard` and `Telemetry` instead, once each, when
 they are built.
 """
 

@@ -3,12 +3,12 @@
 It wraps the behaviour of each method handler (all four RPC shapes) once, when the handler is
 registered (`Telemetry.server` hands out a server whose registrations are wrapped), so a call pays
 only for the wrapper. It is not a grpc.aio ServerInterceptor on purpose: grpc.aio runs every
-interceptor's `intercept_service` on every call, and the admission one built new handler objects per
-call, so this one re-wrapped (a new CallObserver) per call too; the pair halved GetTask throughput. The request id (the caller's `x-request-id`, or a new
-one) goes back in the trailing metadata of every call — free, it rides with the status — and, for
-streaming calls, also in the initial metadata so a client knows it before the stream ends. (Sending
-initial metadata on a unary call costs an extra batch on the wire: about 15% of the throughput of a
-trivial call, measured.)
+interceptor's `intercept_service` on every call, and wrapping behaviour there means new handler
+objects per call (docs/decisions/0004-no-aio-interceptors.md). The request id (the caller's
+`x-request-id`, or a new one) goes back in the trailing metadata of every call — free, it rides with
+the status — and, for streaming calls, also in the initial metadata so a client knows it before the
+stream ends. (Initial metadata on a unary call costs an extra batch on the wire, so unary calls do
+without it.)
 """
 
 from __future__ import annotations
