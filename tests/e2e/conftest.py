@@ -47,7 +47,7 @@ def chromium_path() -> str | None:
 
 
 def supports_jwt() -> bool:
-    """True once the server has `--auth jwt` with a shared-secret file (CONTRACT §3)."""
+    """True once the server has `--auth jwt` with a shared-secret file (docs/security.md)."""
     fields = {f.name: f for f in dataclasses.fields(Settings)}
     return "jwt" in (fields["auth"].metadata.get("choices") or ()) and "jwt_secret_file" in fields
 

@@ -1,7 +1,8 @@
 """What every transport checks before it lets a call through: who is calling (authentication), that
 they are within their rate (each call and each stream message counts: a call over the rate is
-refused, a stream message over it waits), and how many streams they hold open. gRPC calls it from an
-interceptor; a gRPC-Web adapter calls the very same object."""
+refused, a stream message over it waits), and how many streams they hold open. The gRPC handlers and
+`AdmissionGuard` (transport/grpc_admission.py) call it; the gRPC-Web adapter calls the very same
+object."""
 
 from __future__ import annotations
 

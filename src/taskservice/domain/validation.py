@@ -24,7 +24,8 @@ PRIORITIES = frozenset(v for v in pb.Priority.values() if v != pb.PRIORITY_UNSPE
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Input limits (CONTRACT.md §2); each is configurable."""
+    """Input limits (docs/architecture.md, "Input limits"); the server sets bulk_items_max from
+    --max-bulk-items."""
 
     title_max: int = 200
     description_max: int = 20_000
