@@ -1,9 +1,10 @@
 # TaskService server image: `taskservice serve`, `taskservice migrate`. See docs/deployment.md.
 FROM python:3.11-slim
 WORKDIR /app
-COPY pyproject.toml requirements.lock README.md ./
+COPY pyproject.toml requirements-runtime.lock README.md LICENSE ./
 COPY src ./src
-RUN pip install --no-cache-dir -r requirements.lock && pip install --no-cache-dir --no-deps .
+# Only the runtime lock: the dev lock's test, lint and browser tools have no place in the image.
+RUN pip install --no-cache-dir -r requirements-runtime.lock && pip install --no-cache-dir --no-deps .
 USER nobody
 WORKDIR /tmp
 EXPOSE 50051 8080

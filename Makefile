@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 UV := $(BIN)/uv
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint fmt proto proto-check bench clean web
+.PHONY: install run test lint check fmt proto proto-check bench clean web lock lock-runtime
 
 # The board (web/) is built when Node.js and npm are present; without them the server says so at /.
 WEB_BUILD := web/dist/index.html
@@ -56,8 +56,14 @@ proto-check: install
 bench: install
 	$(BIN)/taskservice bench $(ARGS)
 
+# requirements.lock: everything for development and CI; requirements-runtime.lock: only what the
+# server needs (no extras), pinned to the same versions, for the Docker image.
 lock:
 	$(UV) pip compile -q pyproject.toml --extra dev --extra otel -o requirements.lock
+	$(MAKE) --no-print-directory lock-runtime
+
+lock-runtime:
+	$(UV) pip compile -q pyproject.toml --constraint requirements.lock -o requirements-runtime.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache web/node_modules web/dist web/dist-compat web/src/gen
