@@ -37,10 +37,14 @@ run: install
 test: install proto-check
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# ruff, the formatter's check and `mypy --strict` over src and tests (pyproject.toml [tool.mypy]).
 lint: install
 	$(BIN)/ruff check src tests scripts
 	$(BIN)/ruff format --check src tests scripts
 	$(BIN)/mypy
+
+# What CI runs (.ci/run): every quality gate, then the tests.
+check: lint test
 
 fmt: install
 	$(BIN)/ruff format src tests scripts

@@ -13,8 +13,9 @@ sys.path.insert(0, sys.argv[1])
 
 import grpc
 
-from taskservice import task_service_pb2 as pb
-from taskservice import task_service_pb2_grpc as rpc
+# The legacy tree's generated modules, at its package top level (sys.path above), not this checkout's.
+from taskservice import task_service_pb2 as pb  # type: ignore[attr-defined]
+from taskservice import task_service_pb2_grpc as rpc  # type: ignore[attr-defined]
 
 
 def main(address: str) -> None:

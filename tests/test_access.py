@@ -4,6 +4,7 @@ admins see everything. Lists, counts, watches (initial, live, replay) and stream
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 
@@ -31,7 +32,8 @@ class People:
 
     def create(self, who: Metadata, title: str, **fields: object) -> pb.Task:
         request = pb.CreateTaskRequest(title=title, labels=[self.tag], **fields)  # type: ignore[arg-type]
-        return self.stub.CreateTask(request, metadata=who)
+        task: pb.Task = self.stub.CreateTask(request, metadata=who)
+        return task
 
 
 @pytest.fixture
@@ -64,8 +66,8 @@ def test_another_users_task_is_indistinguishable_from_a_missing_one(people: Peop
         "delete": lambda task_id: s.DeleteTask(pb.DeleteTaskRequest(id=task_id), metadata=bob),
     }
     for name, call in calls.items():
-        hidden = expect_code(grpc.StatusCode.NOT_FOUND, lambda call=call: call(task.id))
-        absent = expect_code(grpc.StatusCode.NOT_FOUND, lambda call=call: call(missing))
+        hidden = expect_code(grpc.StatusCode.NOT_FOUND, functools.partial(call, task.id))
+        absent = expect_code(grpc.StatusCode.NOT_FOUND, functools.partial(call, missing))
         assert hidden.details().replace(task.id, missing) == absent.details(), name
     assert s.GetTask(pb.GetTaskRequest(id=task.id), metadata=people.alice) == task
 
@@ -140,7 +142,7 @@ def test_a_page_token_works_only_for_the_caller_it_was_issued_to(people: People)
     for other in (people.bob, people.admin):  # both see the same tasks, yet the token is not theirs
         expect_code(
             grpc.StatusCode.INVALID_ARGUMENT,
-            lambda other=other: people.stub.ListTasks(request, metadata=other),
+            functools.partial(people.stub.ListTasks, request, metadata=other),
         )
 
 

@@ -208,9 +208,10 @@ def test_short_secret_is_refused(tmp_path: Path) -> None:
 
 
 def _pem(public_key: Any) -> bytes:
-    return public_key.public_bytes(
+    pem: bytes = public_key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+    return pem
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,7 +35,7 @@ COMPARED_WITH_CEILING = ("CreateTask", "GetTask", "UpdateTask", "BulkCreateTasks
 
 
 @pytest.fixture(scope="module")
-def quick_bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, str]:
+def quick_bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path, str]:
     if shutil.which("h2load") is None and not os.environ.get("CI"):
         pytest.skip("h2load is not installed (make install installs it where apt is available)")
     folder = tmp_path_factory.mktemp("bench")
@@ -42,7 +43,7 @@ def quick_bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, s
     return results, folder / "results.png", printed
 
 
-def _quick_bench(folder: Path, name: str, *args: str) -> tuple[dict, str]:
+def _quick_bench(folder: Path, name: str, *args: str) -> tuple[dict[str, Any], str]:
     """`taskservice bench --quick *args`, writing NAME.json and NAME.png in `folder` and sharing its
     cache: the results and what it printed."""
     out = folder / f"{name}.json"
@@ -57,7 +58,9 @@ def _quick_bench(folder: Path, name: str, *args: str) -> tuple[dict, str]:
 
 
 @pytest.mark.timeout(300)
-def test_quick_bench_reports_every_scenario_with_a_figure(quick_bench: tuple[dict, Path, str]) -> None:
+def test_quick_bench_reports_every_scenario_with_a_figure(
+    quick_bench: tuple[dict[str, Any], Path, str],
+) -> None:
     results, _, _ = quick_bench
     by_name = {row["name"]: row for row in results["results"]}
     assert set(SCENARIOS) <= set(by_name)
@@ -71,24 +74,30 @@ def test_quick_bench_reports_every_scenario_with_a_figure(quick_bench: tuple[dic
         assert 0 <= results["meta"]["steal_share"] < 1 and results["meta"]["steal_s"] >= 0
 
 
-def test_quick_bench_watchers_lose_and_reorder_nothing(quick_bench: tuple[dict, Path, str]) -> None:
+def test_quick_bench_watchers_lose_and_reorder_nothing(quick_bench: tuple[dict[str, Any], Path, str]) -> None:
     results, _, _ = quick_bench
     row = next(r for r in results["results"] if r["name"] == "WatchTasks, 100 watchers lost or reordered")
     assert row["value"] == 0
 
 
-def test_quick_bench_reads_the_watches_with_the_compiled_driver(quick_bench: tuple[dict, Path, str]) -> None:
+def test_quick_bench_reads_the_watches_with_the_compiled_driver(
+    quick_bench: tuple[dict[str, Any], Path, str],
+) -> None:
     _, chart, _ = quick_bench
     assert list((chart.parent / "cache").glob("watchdriver-*")), "the watch driver was not built in the cache"
 
 
-def test_quick_bench_prints_the_table_and_draws_the_chart(quick_bench: tuple[dict, Path, str]) -> None:
+def test_quick_bench_prints_the_table_and_draws_the_chart(
+    quick_bench: tuple[dict[str, Any], Path, str],
+) -> None:
     _, chart, printed = quick_bench
     assert "scenario" in printed and "ceiling" in printed and "GetTask" in printed
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_quick_bench_bulk_stores_every_task_it_answered(quick_bench: tuple[dict, Path, str]) -> None:
+def test_quick_bench_bulk_stores_every_task_it_answered(
+    quick_bench: tuple[dict[str, Any], Path, str],
+) -> None:
     """BulkCreateTasks is driven by h2load, which reads no gRPC status: the bench counts the tasks
     the server answered as created in its database afterwards."""
     results, _, _ = quick_bench
@@ -97,7 +106,7 @@ def test_quick_bench_bulk_stores_every_task_it_answered(quick_bench: tuple[dict,
 
 
 @pytest.mark.timeout(300)
-def test_bench_only_runs_the_groups_asked_for(quick_bench: tuple[dict, Path, str]) -> None:
+def test_bench_only_runs_the_groups_asked_for(quick_bench: tuple[dict[str, Any], Path, str]) -> None:
     """`--only bulk` measures BulkCreateTasks against the ceiling and nothing else: a change re-measured
     in seconds rather than minutes."""
     _, chart, _ = quick_bench
@@ -108,7 +117,9 @@ def test_bench_only_runs_the_groups_asked_for(quick_bench: tuple[dict, Path, str
 
 
 @pytest.mark.timeout(300)
-def test_bench_runs_the_server_from_another_source_tree(quick_bench: tuple[dict, Path, str]) -> None:
+def test_bench_runs_the_server_from_another_source_tree(
+    quick_bench: tuple[dict[str, Any], Path, str],
+) -> None:
     """`--server-source DIR` measures the taskservice package in DIR (another version of the code):
     a copy of this one that marks its import proves the server ran from there."""
     _, chart, _ = quick_bench

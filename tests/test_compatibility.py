@@ -6,17 +6,20 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import grpc
 from google.protobuf import descriptor_pool, json_format, message_factory
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from tests.servers import ROOT
+from tests.servers import ROOT, ServerProcess
 
 LEGACY = Path(__file__).parent / "legacy"
 
 
-def test_a_client_generated_from_the_original_proto_runs_its_whole_cycle(tmp_path, server) -> None:
+def test_a_client_generated_from_the_original_proto_runs_its_whole_cycle(
+    tmp_path: Path, server: ServerProcess
+) -> None:
     from grpc_tools import protoc
 
     package = tmp_path / "taskservice"
@@ -48,7 +51,7 @@ def test_a_client_generated_from_the_original_proto_runs_its_whole_cycle(tmp_pat
     assert "legacy client cycle: ok" in result.stdout
 
 
-def test_every_rpc_can_be_driven_through_server_reflection(server) -> None:
+def test_every_rpc_can_be_driven_through_server_reflection(server: ServerProcess) -> None:
     channel = grpc.insecure_channel(server.grpc_addr)
     database = ProtoReflectionDescriptorDatabase(channel)
     services = database.get_services()
@@ -67,7 +70,12 @@ def test_every_rpc_can_be_driven_through_server_reflection(server) -> None:
         "ProcessTaskStream",
     ]
 
-    def call(name: str, body: dict | list, stream_in: bool = False, stream_out: bool = False):
+    def call(
+        name: str,
+        body: dict[str, Any] | list[dict[str, Any]],
+        stream_in: bool = False,
+        stream_out: bool = False,
+    ) -> Any:
         method = service.methods_by_name[name]
         request_class = message_factory.GetMessageClass(method.input_type)
         response_class = message_factory.GetMessageClass(method.output_type)
@@ -81,8 +89,10 @@ def test_every_rpc_can_be_driven_through_server_reflection(server) -> None:
         }[(stream_in, stream_out)]
         rpc = kind(path, request_serializer=encode, response_deserializer=response_class.FromString)
         if stream_in:
+            assert isinstance(body, list)
             answer = rpc(iter([json_format.ParseDict(item, request_class()) for item in body]))
         else:
+            assert isinstance(body, dict)
             answer = rpc(json_format.ParseDict(body, request_class()))
         if stream_out:
             return answer

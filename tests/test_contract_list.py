@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import functools
+from collections.abc import Callable
 
 import grpc
 import pytest
@@ -11,14 +13,23 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from taskservice.api import task_service_pb2 as pb
+from taskservice.api import task_service_pb2_grpc as rpc
 from tests.rpc import expect_invalid
+from tests.servers import ServerProcess
 
 PRIORITIES = [pb.PRIORITY_LOW, pb.PRIORITY_MEDIUM, pb.PRIORITY_HIGH, pb.PRIORITY_CRITICAL]
 STATUSES = [pb.TASK_STATUS_TODO, pb.TASK_STATUS_IN_PROGRESS, pb.TASK_STATUS_DONE, pb.TASK_STATUS_CANCELLED]
+Corpus = tuple[rpc.TaskServiceStub, str, dict[str, pb.Task]]
+"""The module's shared tasks: a stub, their label and each task as last read, by id."""
+
 ORDERS = ["", "created_at", "updated_at", "priority", "due_date"]
 
 
-def page_through(stub, request: pb.ListTasksRequest, between_pages=None) -> list[pb.Task]:
+def page_through(
+    stub: rpc.TaskServiceStub,
+    request: pb.ListTasksRequest,
+    between_pages: Callable[[], object] | None = None,
+) -> list[pb.Task]:
     seen: list[pb.Task] = []
     request = pb.ListTasksRequest.FromString(request.SerializeToString())
     while True:
@@ -31,7 +42,7 @@ def page_through(stub, request: pb.ListTasksRequest, between_pages=None) -> list
         request.page_token = page.next_page_token
 
 
-def fill(stub, tag: str, count: int) -> list[pb.Task]:
+def fill(stub: rpc.TaskServiceStub, tag: str, count: int) -> list[pb.Task]:
     tasks = []
     for i in range(count):
         request = pb.CreateTaskRequest(
@@ -51,7 +62,7 @@ def fill(stub, tag: str, count: int) -> list[pb.Task]:
     return tasks
 
 
-def test_page_size_defaults_clamps_and_rejects_negative(stub, tag: str) -> None:
+def test_page_size_defaults_clamps_and_rejects_negative(stub: rpc.TaskServiceStub, tag: str) -> None:
     fill(stub, tag, 3)
     assert len(stub.ListTasks(pb.ListTasksRequest(labels=[tag])).tasks) == 3
     expect_invalid("page_size", lambda: stub.ListTasks(pb.ListTasksRequest(page_size=-1)))
@@ -59,11 +70,11 @@ def test_page_size_defaults_clamps_and_rejects_negative(stub, tag: str) -> None:
     assert len(big.tasks) == 3 and big.total_count == 3 and not big.next_page_token
 
 
-def test_unknown_order_is_invalid(stub) -> None:
+def test_unknown_order_is_invalid(stub: rpc.TaskServiceStub) -> None:
     expect_invalid("order_by", lambda: stub.ListTasks(pb.ListTasksRequest(order_by="title")))
 
 
-def test_filters_combine_with_and_values_with_or(stub, tag: str) -> None:
+def test_filters_combine_with_and_values_with_or(stub: rpc.TaskServiceStub, tag: str) -> None:
     tasks = fill(stub, tag, 12)
     request = pb.ListTasksRequest(
         labels=[f"{tag}-0", f"{tag}-1"], priorities=[pb.PRIORITY_LOW, pb.PRIORITY_HIGH], assigned_to="user0"
@@ -80,7 +91,7 @@ def test_filters_combine_with_and_values_with_or(stub, tag: str) -> None:
     assert response.total_count == len(expected)
 
 
-def test_tampered_forged_and_mismatched_tokens_are_invalid(stub, tag: str) -> None:
+def test_tampered_forged_and_mismatched_tokens_are_invalid(stub: rpc.TaskServiceStub, tag: str) -> None:
     fill(stub, tag, 5)
     first = stub.ListTasks(pb.ListTasksRequest(labels=[tag], page_size=2))
     token = first.next_page_token
@@ -90,7 +101,7 @@ def test_tampered_forged_and_mismatched_tokens_are_invalid(stub, tag: str) -> No
     for bad in (tampered, "not-a-token", "AAAA", token[:-3]):
         expect_invalid(
             "page_token",
-            lambda bad=bad: stub.ListTasks(pb.ListTasksRequest(labels=[tag], page_size=2, page_token=bad)),
+            functools.partial(stub.ListTasks, pb.ListTasksRequest(labels=[tag], page_size=2, page_token=bad)),
         )
     expect_invalid(
         "page_token",
@@ -101,7 +112,8 @@ def test_tampered_forged_and_mismatched_tokens_are_invalid(stub, tag: str) -> No
 
 
 def expected_order(tasks: list[pb.Task], order_by: str, descending: bool) -> list[str]:
-    def key(task: pb.Task):
+    def key(task: pb.Task) -> tuple[int | str, ...]:
+        value: tuple[int, ...]
         if order_by in ("", "created_at"):
             value = (task.created_at.seconds, task.created_at.nanos)
         elif order_by == "updated_at":
@@ -116,7 +128,7 @@ def expected_order(tasks: list[pb.Task], order_by: str, descending: bool) -> lis
 
 
 @pytest.fixture(scope="module")
-def corpus(server):
+def corpus(server: ServerProcess) -> Corpus:
     stub = server.stub()
     tag = "corpus-list"
     tasks = fill(stub, tag, 40)
@@ -134,7 +146,13 @@ def corpus(server):
     label_suffixes=st.lists(st.sampled_from(["0", "1", "2"]), max_size=2),
 )
 def test_paging_visits_every_match_once_in_order(
-    corpus, order_by, descending, page_size, statuses, priorities, label_suffixes
+    corpus: Corpus,
+    order_by: str,
+    descending: bool,
+    page_size: int,
+    statuses: list[pb.TaskStatus.ValueType],
+    priorities: list[pb.Priority.ValueType],
+    label_suffixes: list[str],
 ) -> None:
     stub, tag, current = corpus
     labels = [f"{tag}-{s}" for s in label_suffixes] or [tag]
@@ -167,7 +185,7 @@ def test_paging_visits_every_match_once_in_order(
     writes=st.integers(1, 4),
 )
 def test_paging_while_tasks_are_created_never_repeats_or_skips_existing(
-    server, order_by, descending, page_size, writes
+    server: ServerProcess, order_by: str, descending: bool, page_size: int, writes: int
 ) -> None:
     stub = server.stub()
     import uuid
@@ -191,8 +209,10 @@ def test_paging_while_tasks_are_created_never_repeats_or_skips_existing(
     assert existing <= set(seen), "a task that existed throughout was skipped"
 
 
-def test_list_error_never_leaks_internals(stub) -> None:
-    error = expect_invalid("statuses[0]", lambda: stub.ListTasks(pb.ListTasksRequest(statuses=[99])))
+def test_list_error_never_leaks_internals(stub: rpc.TaskServiceStub) -> None:
+    error = expect_invalid(
+        "statuses[0]", lambda: stub.ListTasks(pb.ListTasksRequest(statuses=[pb.TaskStatus.ValueType(99)]))
+    )
     assert "Traceback" not in error
     with pytest.raises(grpc.RpcError):
         stub.ListTasks(pb.ListTasksRequest(labels=[""]))

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2, timestamp_pb2
 
 from taskservice.api import task_service_pb2 as pb
+from taskservice.api import task_service_pb2_grpc as rpc
 from tests.rpc import expect_code, expect_invalid
+from tests.servers import ServerProcess
 
 
-def create(stub, tag: str, **fields) -> pb.Task:
+def create(stub: rpc.TaskServiceStub, tag: str, **fields: Any) -> pb.Task:
     fields.setdefault("title", "a task")
-    return stub.CreateTask(pb.CreateTaskRequest(labels=[tag, *fields.pop("labels", [])], **fields))
+    task: pb.Task = stub.CreateTask(pb.CreateTaskRequest(labels=[tag, *fields.pop("labels", [])], **fields))
+    return task
 
 
 # -- create -----------------------------------------------------------------------------------
 
 
-def test_create_sets_server_fields(stub, tag: str) -> None:
+def test_create_sets_server_fields(stub: rpc.TaskServiceStub, tag: str) -> None:
     task = create(
         stub, tag, title="  Plan the sprint  ", description="d", assigned_to="bob", metadata={"k": "v"}
     )
@@ -34,14 +39,16 @@ def test_create_sets_server_fields(stub, tag: str) -> None:
     assert task.assigned_to == "bob"
 
 
-def test_create_keeps_an_explicit_priority_and_due_date(stub, tag: str) -> None:
+def test_create_keeps_an_explicit_priority_and_due_date(stub: rpc.TaskServiceStub, tag: str) -> None:
     due = timestamp_pb2.Timestamp(seconds=1_900_000_000)
     task = create(stub, tag, priority=pb.PRIORITY_CRITICAL, due_date=due)
     assert task.priority == pb.PRIORITY_CRITICAL
     assert task.due_date == due
 
 
-def test_repeated_request_id_returns_the_first_task_and_creates_nothing(stub, tag: str) -> None:
+def test_repeated_request_id_returns_the_first_task_and_creates_nothing(
+    stub: rpc.TaskServiceStub, tag: str
+) -> None:
     first = create(stub, tag, request_id="req-1")
     again = create(stub, tag, request_id="req-1")
     assert again == first
@@ -49,7 +56,7 @@ def test_repeated_request_id_returns_the_first_task_and_creates_nothing(stub, ta
     assert listed.total_count == 1
 
 
-def test_request_id_reused_for_a_different_request_is_refused(stub, tag: str) -> None:
+def test_request_id_reused_for_a_different_request_is_refused(stub: rpc.TaskServiceStub, tag: str) -> None:
     create(stub, tag, request_id="req-2", title="one")
     error = expect_code(
         grpc.StatusCode.ALREADY_EXISTS, lambda: create(stub, tag, request_id="req-2", title="two")
@@ -76,13 +83,15 @@ def test_request_id_reused_for_a_different_request_is_refused(stub, tag: str) ->
         ("title", {"title": "nul\x00byte"}),
     ],
 )
-def test_create_rejects_values_past_each_limit(stub, tag: str, field: str, request_fields: dict) -> None:
+def test_create_rejects_values_past_each_limit(
+    stub: rpc.TaskServiceStub, tag: str, field: str, request_fields: dict[str, Any]
+) -> None:
     if "title" not in request_fields:
         request_fields["title"] = "ok"
     expect_invalid(field, lambda: create(stub, tag, **request_fields))
 
 
-def test_create_accepts_values_at_each_limit(stub, tag: str) -> None:
+def test_create_accepts_values_at_each_limit(stub: rpc.TaskServiceStub, tag: str) -> None:
     task = create(
         stub,
         tag,
@@ -97,7 +106,7 @@ def test_create_accepts_values_at_each_limit(stub, tag: str) -> None:
     assert len(task.metadata) == 64
 
 
-def test_create_reports_every_violation_at_once(stub, tag: str) -> None:
+def test_create_reports_every_violation_at_once(stub: rpc.TaskServiceStub, tag: str) -> None:
     from tests.rpc import violations
 
     error = expect_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: create(stub, tag, title="", priority=7))
@@ -107,18 +116,18 @@ def test_create_reports_every_violation_at_once(stub, tag: str) -> None:
 # -- get ----------------------------------------------------------------------------------------
 
 
-def test_get_unknown_id_is_not_found(stub) -> None:
+def test_get_unknown_id_is_not_found(stub: rpc.TaskServiceStub) -> None:
     expect_code(grpc.StatusCode.NOT_FOUND, lambda: stub.GetTask(pb.GetTaskRequest(id="no-such-task")))
 
 
-def test_get_empty_id_is_invalid(stub) -> None:
+def test_get_empty_id_is_invalid(stub: rpc.TaskServiceStub) -> None:
     expect_invalid("id", lambda: stub.GetTask(pb.GetTaskRequest(id="")))
 
 
 # -- update -------------------------------------------------------------------------------------
 
 
-def test_update_changes_only_present_fields_and_bumps_version(stub, tag: str) -> None:
+def test_update_changes_only_present_fields_and_bumps_version(stub: rpc.TaskServiceStub, tag: str) -> None:
     task = create(stub, tag, title="old", description="keep me", metadata={"a": "1"})
     updated = stub.UpdateTask(
         pb.UpdateTaskRequest(id=task.id, title="new", status=pb.TASK_STATUS_IN_PROGRESS, metadata={"b": "2"})
@@ -137,13 +146,13 @@ def test_update_changes_only_present_fields_and_bumps_version(stub, tag: str) ->
     assert stub.GetTask(pb.GetTaskRequest(id=task.id)) == updated
 
 
-def test_update_replaces_labels_when_given(stub, tag: str) -> None:
+def test_update_replaces_labels_when_given(stub: rpc.TaskServiceStub, tag: str) -> None:
     task = create(stub, tag, labels=["a"])
     updated = stub.UpdateTask(pb.UpdateTaskRequest(id=task.id, labels=[tag, "b"]))
     assert list(updated.labels) == [tag, "b"]
 
 
-def test_update_mask_replaces_exactly_the_listed_paths(stub, tag: str) -> None:
+def test_update_mask_replaces_exactly_the_listed_paths(stub: rpc.TaskServiceStub, tag: str) -> None:
     due = timestamp_pb2.Timestamp(seconds=1_900_000_000)
     task = create(stub, tag, description="desc", metadata={"a": "1"}, due_date=due, labels=["x"])
     mask = field_mask_pb2.FieldMask(paths=["metadata", "due_date", "description"])
@@ -161,14 +170,16 @@ def test_update_mask_replaces_exactly_the_listed_paths(stub, tag: str) -> None:
     assert list(cleared.labels) == []
 
 
-def test_update_mask_with_unknown_path_is_invalid(stub, tag: str) -> None:
+def test_update_mask_with_unknown_path_is_invalid(stub: rpc.TaskServiceStub, tag: str) -> None:
     task = create(stub, tag)
     mask = field_mask_pb2.FieldMask(paths=["created_by"])
     expect_invalid("update_mask", lambda: stub.UpdateTask(pb.UpdateTaskRequest(id=task.id, update_mask=mask)))
     assert stub.GetTask(pb.GetTaskRequest(id=task.id)) == task
 
 
-def test_update_with_stale_expected_version_is_aborted_and_changes_nothing(stub, tag: str) -> None:
+def test_update_with_stale_expected_version_is_aborted_and_changes_nothing(
+    stub: rpc.TaskServiceStub, tag: str
+) -> None:
     task = create(stub, tag)
     stub.UpdateTask(pb.UpdateTaskRequest(id=task.id, title="v2", expected_version=1))
     expect_code(
@@ -178,7 +189,7 @@ def test_update_with_stale_expected_version_is_aborted_and_changes_nothing(stub,
     assert stub.GetTask(pb.GetTaskRequest(id=task.id)).title == "v2"
 
 
-def test_update_that_changes_nothing_keeps_the_version(stub, tag: str) -> None:
+def test_update_that_changes_nothing_keeps_the_version(stub: rpc.TaskServiceStub, tag: str) -> None:
     task = create(stub, tag, title="same")
     again = stub.UpdateTask(pb.UpdateTaskRequest(id=task.id, title="same"))
     assert again.version == task.version
@@ -197,20 +208,20 @@ def test_update_that_changes_nothing_keeps_the_version(stub, tag: str) -> None:
     ],
 )
 def test_update_rejects_invalid_values_and_keeps_the_task(
-    stub, tag: str, field: str, request_fields: dict
+    stub: rpc.TaskServiceStub, tag: str, field: str, request_fields: dict[str, Any]
 ) -> None:
     task = create(stub, tag)
     expect_invalid(field, lambda: stub.UpdateTask(pb.UpdateTaskRequest(id=task.id, **request_fields)))
     assert stub.GetTask(pb.GetTaskRequest(id=task.id)) == task
 
 
-def test_update_unknown_task_is_not_found(stub) -> None:
+def test_update_unknown_task_is_not_found(stub: rpc.TaskServiceStub) -> None:
     expect_code(
         grpc.StatusCode.NOT_FOUND, lambda: stub.UpdateTask(pb.UpdateTaskRequest(id="missing", title="x"))
     )
 
 
-def test_merged_metadata_over_the_limit_is_invalid(stub, tag: str) -> None:
+def test_merged_metadata_over_the_limit_is_invalid(stub: rpc.TaskServiceStub, tag: str) -> None:
     task = create(stub, tag, metadata={f"a{i}": "v" for i in range(40)})
     extra = {f"b{i}": "v" for i in range(30)}
     expect_invalid("metadata", lambda: stub.UpdateTask(pb.UpdateTaskRequest(id=task.id, metadata=extra)))
@@ -219,14 +230,14 @@ def test_merged_metadata_over_the_limit_is_invalid(stub, tag: str) -> None:
 # -- delete -------------------------------------------------------------------------------------
 
 
-def test_delete_removes_the_task(stub, tag: str) -> None:
+def test_delete_removes_the_task(stub: rpc.TaskServiceStub, tag: str) -> None:
     task = create(stub, tag)
     stub.DeleteTask(pb.DeleteTaskRequest(id=task.id))
     expect_code(grpc.StatusCode.NOT_FOUND, lambda: stub.GetTask(pb.GetTaskRequest(id=task.id)))
     expect_code(grpc.StatusCode.NOT_FOUND, lambda: stub.DeleteTask(pb.DeleteTaskRequest(id=task.id)))
 
 
-def test_delete_with_stale_expected_version_is_aborted(stub, tag: str) -> None:
+def test_delete_with_stale_expected_version_is_aborted(stub: rpc.TaskServiceStub, tag: str) -> None:
     task = create(stub, tag)
     stub.UpdateTask(pb.UpdateTaskRequest(id=task.id, title="v2"))
     expect_code(
@@ -235,7 +246,7 @@ def test_delete_with_stale_expected_version_is_aborted(stub, tag: str) -> None:
     stub.DeleteTask(pb.DeleteTaskRequest(id=task.id, expected_version=2))
 
 
-def test_malformed_request_bytes_are_invalid_argument(server) -> None:
+def test_malformed_request_bytes_are_invalid_argument(server: ServerProcess) -> None:
     channel = server.channel()
     call = channel.unary_unary("/taskservice.TaskService/GetTask")
     expect_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: call(b"\x0a\x05\xff\xfe\xfd\xfc\xfb"))

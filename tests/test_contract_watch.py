@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import grpc
 import pytest
 
 from taskservice.api import task_service_pb2 as pb
+from taskservice.api import task_service_pb2_grpc as rpc
 from tests.rpc import expect_code, expect_invalid
+from tests.servers import ServerProcess
 from tests.watching import Watch
+
+OpenWatch = Callable[..., Watch]
+"""`watches(stub, **WatchTasksRequest fields)`: a watch the fixture cancels after the test."""
 
 
 @pytest.fixture
-def watches():
+def watches() -> Iterator[OpenWatch]:
     opened: list[Watch] = []
 
-    def open_watch(stub, **fields) -> Watch:
+    def open_watch(stub: rpc.TaskServiceStub, **fields: Any) -> Watch:
         watch = Watch(stub, pb.WatchTasksRequest(**fields))
         opened.append(watch)
         return watch
@@ -26,7 +33,7 @@ def watches():
         watch.cancel()
 
 
-def settle(watch: Watch, stub, tag: str) -> None:
+def settle(watch: Watch, stub: rpc.TaskServiceStub, tag: str) -> None:
     """Create marker tasks until one arrives, so the watch is certainly live before the test acts
     (a marker committed before the watch started is, rightly, never sent to it)."""
     import queue
@@ -42,7 +49,9 @@ def settle(watch: Watch, stub, tag: str) -> None:
     raise AssertionError("the watch never became live")
 
 
-def test_live_events_arrive_in_sequence_order_once(stub, tag, watches) -> None:
+def test_live_events_arrive_in_sequence_order_once(
+    stub: rpc.TaskServiceStub, tag: str, watches: OpenWatch
+) -> None:
     watch = watches(stub, labels=[tag])
     settle(watch, stub, tag)
     task = stub.CreateTask(pb.CreateTaskRequest(title="a", labels=[tag]))
@@ -62,7 +71,9 @@ def test_live_events_arrive_in_sequence_order_once(stub, tag, watches) -> None:
     assert watch.quiet()
 
 
-def test_filters_select_events_and_leaving_a_filter_is_still_delivered(stub, tag, watches) -> None:
+def test_filters_select_events_and_leaving_a_filter_is_still_delivered(
+    stub: rpc.TaskServiceStub, tag: str, watches: OpenWatch
+) -> None:
     watch = watches(stub, labels=[tag], statuses=[pb.TASK_STATUS_TODO])
     settle(watch, stub, tag)
     other = stub.CreateTask(pb.CreateTaskRequest(title="other label", labels=[tag + "-x"]))
@@ -76,7 +87,7 @@ def test_filters_select_events_and_leaving_a_filter_is_still_delivered(stub, tag
     assert watch.quiet()
 
 
-def test_task_id_filter(stub, tag, watches) -> None:
+def test_task_id_filter(stub: rpc.TaskServiceStub, tag: str, watches: OpenWatch) -> None:
     a = stub.CreateTask(pb.CreateTaskRequest(title="a", labels=[tag]))
     b = stub.CreateTask(pb.CreateTaskRequest(title="b", labels=[tag]))
     watch = watches(stub, task_ids=[b.id], include_initial=True)
@@ -87,7 +98,9 @@ def test_task_id_filter(stub, tag, watches) -> None:
     assert watch.quiet()
 
 
-def test_include_initial_then_changes_without_gap_or_repeat(server, tag, watches) -> None:
+def test_include_initial_then_changes_without_gap_or_repeat(
+    server: ServerProcess, tag: str, watches: OpenWatch
+) -> None:
     stub = server.stub()
     for i in range(20):
         stub.CreateTask(pb.CreateTaskRequest(title=f"before {i}", labels=[tag]))
@@ -123,7 +136,9 @@ def test_include_initial_then_changes_without_gap_or_repeat(server, tag, watches
     assert watch.quiet()
 
 
-def test_after_sequence_replays_then_continues_live(stub, tag, watches) -> None:
+def test_after_sequence_replays_then_continues_live(
+    stub: rpc.TaskServiceStub, tag: str, watches: OpenWatch
+) -> None:
     first = stub.CreateTask(pb.CreateTaskRequest(title="one", labels=[tag]))
     probe = watches(stub, labels=[tag], include_initial=True)
     start = probe.next().sequence
@@ -135,7 +150,7 @@ def test_after_sequence_replays_then_continues_live(stub, tag, watches) -> None:
     assert replay.next().task.title == "four"
 
 
-def test_after_sequence_out_of_range_and_invalid(stub) -> None:
+def test_after_sequence_out_of_range_and_invalid(stub: rpc.TaskServiceStub) -> None:
     expect_invalid(
         "after_sequence", lambda: next(iter(stub.WatchTasks(pb.WatchTasksRequest(after_sequence=-1))))
     )
@@ -143,10 +158,15 @@ def test_after_sequence_out_of_range_and_invalid(stub) -> None:
         grpc.StatusCode.OUT_OF_RANGE,
         lambda: next(iter(stub.WatchTasks(pb.WatchTasksRequest(after_sequence=10**15)))),
     )
-    expect_invalid("statuses[0]", lambda: next(iter(stub.WatchTasks(pb.WatchTasksRequest(statuses=[17])))))
+    expect_invalid(
+        "statuses[0]",
+        lambda: next(iter(stub.WatchTasks(pb.WatchTasksRequest(statuses=[pb.TaskStatus.ValueType(17)])))),
+    )
 
 
-def test_a_slow_watcher_does_not_slow_writers_or_others(server, tag, watches) -> None:
+def test_a_slow_watcher_does_not_slow_writers_or_others(
+    server: ServerProcess, tag: str, watches: OpenWatch
+) -> None:
     stub = server.stub()
     slow_channel = server.channel()
     from taskservice.api import task_service_pb2_grpc as rpc

@@ -8,10 +8,12 @@ import time
 import grpc
 
 from taskservice.api import task_service_pb2 as pb
+from tests.eventually import eventually
+from tests.servers import ServerProcess
 from tests.watching import Watch
 
 
-def test_acknowledged_writes_survive_kill_9(fresh_server) -> None:
+def test_acknowledged_writes_survive_kill_9(fresh_server: ServerProcess) -> None:
     server = fresh_server.start()
     stub = server.stub()
     acknowledged: list[pb.Task] = []
@@ -43,7 +45,7 @@ def test_acknowledged_writes_survive_kill_9(fresh_server) -> None:
     assert stub.ListTasks(pb.ListTasksRequest(labels=["k9"])).total_count >= len(acknowledged)
 
 
-def test_restart_keeps_tasks_and_resume_continues_from_the_log(fresh_server) -> None:
+def test_restart_keeps_tasks_and_resume_continues_from_the_log(fresh_server: ServerProcess) -> None:
     server = fresh_server.start()
     stub = server.stub()
     task = stub.CreateTask(pb.CreateTaskRequest(title="persist me", labels=["r"]))
@@ -63,12 +65,13 @@ def test_restart_keeps_tasks_and_resume_continues_from_the_log(fresh_server) -> 
     resumed.cancel()
 
 
-def test_sigterm_ends_open_watches_with_unavailable_and_exits_cleanly(fresh_server) -> None:
+def test_sigterm_ends_open_watches_with_unavailable_and_exits_cleanly(fresh_server: ServerProcess) -> None:
     server = fresh_server.start()
     stub = server.stub()
     stub.CreateTask(pb.CreateTaskRequest(title="x"))
     watch = Watch(stub, pb.WatchTasksRequest(include_initial=True))
     watch.next(timeout=15)  # the stream is open once its first event arrives
+    assert server.proc is not None
     server.proc.send_signal(15)
     error = watch.end()
     assert isinstance(error, grpc.RpcError)
@@ -77,7 +80,7 @@ def test_sigterm_ends_open_watches_with_unavailable_and_exits_cleanly(fresh_serv
     assert server.proc.wait(10) == 0
 
 
-def test_retention_prunes_history_and_old_resumes_get_out_of_range(fresh_server) -> None:
+def test_retention_prunes_history_and_old_resumes_get_out_of_range(fresh_server: ServerProcess) -> None:
     fresh_server.args += ["--event-retention-count", "5"]
     server = fresh_server.start()
     stub = server.stub()
@@ -86,10 +89,11 @@ def test_retention_prunes_history_and_old_resumes_get_out_of_range(fresh_server)
         stub.UpdateTask(pb.UpdateTaskRequest(id=first.id, title=f"v{i + 2}"))
     pruned_before = server.log().count('"events.pruned"')
     server.restart()  # pruning runs at start-up, in the background: wait for it
-    deadline = time.monotonic() + 20
-    while server.log().count('"events.pruned"') == pruned_before:
-        assert time.monotonic() < deadline, "the restarted server did not prune:\n" + server.log()[-2000:]
-        time.sleep(0.05)
+    eventually(
+        lambda: server.log().count('"events.pruned"') > pruned_before,
+        timeout=20,
+        what="the restarted server's prune",
+    )
     stub = server.stub()
     try:
         next(iter(stub.WatchTasks(pb.WatchTasksRequest(after_sequence=1))))

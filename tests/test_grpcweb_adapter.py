@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import struct
+from collections.abc import MutableMapping
 from typing import Any
 
 from taskservice.access.admission import Admission
@@ -37,7 +38,7 @@ def test_client_disconnect_ends_the_watch_on_the_server() -> None:
         )
         request = pb.WatchTasksRequest().SerializeToString()
         gone = asyncio.Event()
-        sent: list[dict[str, Any]] = []
+        sent: list[MutableMapping[str, Any]] = []
         body_read = False
 
         async def receive() -> dict[str, Any]:
@@ -48,7 +49,7 @@ def test_client_disconnect_ends_the_watch_on_the_server() -> None:
             await gone.wait()
             return {"type": "http.disconnect"}
 
-        async def send(message: dict[str, Any]) -> None:
+        async def send(message: MutableMapping[str, Any]) -> None:
             sent.append(message)
 
         scope = {

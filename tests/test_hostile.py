@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import string
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import pytest
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -18,6 +18,14 @@ from hypothesis import strategies as st
 from taskservice.api import task_service_pb2 as pb
 from tests.rpc import expect_code, violations
 from tests.servers import ServerProcess, bearer
+
+M = TypeVar("M", bound=Message)
+
+
+def _message(cls: type[M]) -> Callable[[dict[str, Any]], M]:
+    """A message built from hypothesis' generated fields (which it types only as objects)."""
+    return lambda fields: cls(**fields)
+
 
 SERVICE = "/taskservice.TaskService/"
 # Statuses that would mean the server failed rather than judged the input.
@@ -31,7 +39,8 @@ NOT_CLEAN = {
 
 
 def _raw_unary(server: ServerProcess, method: str) -> Callable[..., bytes]:
-    return server.channel().unary_unary(SERVICE + method)  # bytes in, bytes out
+    call: Callable[..., bytes] = server.channel().unary_unary(SERVICE + method)  # bytes in, bytes out
+    return call
 
 
 def test_oversized_message_is_refused_with_resource_exhausted(jwt_server: ServerProcess) -> None:
@@ -109,7 +118,7 @@ _create = st.fixed_dictionaries(
         "metadata": st.dictionaries(_texts, _texts, max_size=3),
         "request_id": _texts,
     },
-).map(lambda fields: pb.CreateTaskRequest(**fields))
+).map(_message(pb.CreateTaskRequest))
 _ids = st.text(max_size=10) | st.uuids().map(str)
 _update = st.fixed_dictionaries(
     {"id": _ids},
@@ -123,7 +132,7 @@ _update = st.fixed_dictionaries(
             st.sampled_from(["title", "labels", "metadata", "bogus", ""]), max_size=3
         ).map(lambda paths: {"paths": paths}),
     },
-).map(lambda fields: pb.UpdateTaskRequest(**fields))
+).map(_message(pb.UpdateTaskRequest))
 _list = st.fixed_dictionaries(
     {},
     optional={
@@ -134,7 +143,7 @@ _list = st.fixed_dictionaries(
         "order_by": st.sampled_from(["", "priority", "due_date", "nonsense"]),
         "created_by": _texts,
     },
-).map(lambda fields: pb.ListTasksRequest(**fields))
+).map(_message(pb.ListTasksRequest))
 _watch = st.fixed_dictionaries(
     {},
     optional={
@@ -143,7 +152,7 @@ _watch = st.fixed_dictionaries(
         "include_initial": st.booleans(),
         "after_sequence": _int64,
     },
-).map(lambda fields: pb.WatchTasksRequest(**fields))
+).map(_message(pb.WatchTasksRequest))
 _command = st.one_of(
     _create.map(lambda r: pb.TaskCommand(create=r)),
     _update.map(lambda r: pb.TaskCommand(update=r)),

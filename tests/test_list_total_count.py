@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from taskservice.api import task_service_pb2 as pb
+from taskservice.api import task_service_pb2_grpc as rpc
 
 TODO, DONE = pb.TASK_STATUS_TODO, pb.TASK_STATUS_DONE
 
 
-def _total(stub, tag: str, **filters) -> int:
-    return stub.ListTasks(pb.ListTasksRequest(labels=[tag], page_size=2, **filters)).total_count
+def _total(stub: rpc.TaskServiceStub, tag: str, **filters: Any) -> int:
+    page: pb.ListTasksResponse = stub.ListTasks(pb.ListTasksRequest(labels=[tag], page_size=2, **filters))
+    return page.total_count
 
 
-def _matches(stub, tag: str, **filters) -> int:
+def _matches(stub: rpc.TaskServiceStub, tag: str, **filters: Any) -> int:
     seen, token = 0, ""
     while True:
         page = stub.ListTasks(pb.ListTasksRequest(labels=[tag], page_size=1000, page_token=token, **filters))
@@ -21,7 +25,7 @@ def _matches(stub, tag: str, **filters) -> int:
             return seen
 
 
-def test_total_count_follows_creates_updates_and_deletes(stub, tag: str) -> None:
+def test_total_count_follows_creates_updates_and_deletes(stub: rpc.TaskServiceStub, tag: str) -> None:
     ids = [stub.CreateTask(pb.CreateTaskRequest(title=f"t{i}", labels=[tag])).id for i in range(5)]
     assert _total(stub, tag) == 5 and _total(stub, tag, statuses=[TODO]) == 5  # counted, then remembered
 
@@ -41,7 +45,7 @@ def test_total_count_follows_creates_updates_and_deletes(stub, tag: str) -> None
     assert _total(stub, tag, statuses=[TODO]) == 5
 
 
-def test_total_count_includes_tasks_created_in_bulk(stub, tag: str) -> None:
+def test_total_count_includes_tasks_created_in_bulk(stub: rpc.TaskServiceStub, tag: str) -> None:
     assert _total(stub, tag) == 0
     answer = stub.BulkCreateTasks(
         iter([pb.CreateTaskRequest(title=f"b{i}", labels=[tag]) for i in range(30)])

@@ -15,6 +15,7 @@ import pytest
 
 from taskservice.api import task_service_pb2 as pb
 from taskservice.api import task_service_pb2_grpc as rpc
+from tests.eventually import eventually
 from tests.postgres import Database, require_postgres
 from tests.servers import ROOT, ServerProcess, free_port
 
@@ -69,7 +70,8 @@ def create_with_retry(stub: rpc.TaskServiceStub, request: pb.CreateTaskRequest) 
     failures: list[str] = []
     while time.monotonic() < deadline:
         try:
-            return stub.CreateTask(request, timeout=5)
+            task: pb.Task = stub.CreateTask(request, timeout=5)
+            return task
         except grpc.RpcError as error:
             if error.code() != grpc.StatusCode.UNAVAILABLE:
                 raise
@@ -113,10 +115,7 @@ def test_nginx_balances_calls_and_watchers_resume_across_a_replica_restart(
 
     watcher = threading.Thread(target=watch)
     watcher.start()
-    deadline = time.monotonic() + 10
-    while not seen:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    eventually(lambda: seen, what="the watch's first event")
     for replica in replicas:  # a rolling restart: whichever replica holds the watch, it is cut
         replica.stop()
         request = pb.CreateTaskRequest(

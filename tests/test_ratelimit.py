@@ -49,13 +49,14 @@ def _user(server: ServerProcess) -> list[tuple[str, str]]:
 
 
 def _retry_delay(error: grpc.RpcError) -> float:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     assert status is not None
     for detail in status.details:
         if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
             info = error_details_pb2.RetryInfo()
             detail.Unpack(info)
-            return info.retry_delay.seconds + info.retry_delay.nanos / 1e9
+            seconds: float = info.retry_delay.seconds + info.retry_delay.nanos / 1e9
+            return seconds
     raise AssertionError("no RetryInfo in the status details")
 
 

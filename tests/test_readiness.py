@@ -4,14 +4,13 @@ gRPC health), putting it back makes it ready again."""
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tests.eventually import eventually
 from tests.prometheus import scrape, value
 from tests.servers import ServerProcess
 
@@ -27,29 +26,23 @@ def readyz(server: ServerProcess) -> tuple[int, dict[str, str]]:
         return error.code, json.loads(error.read())
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def test_readiness_flips_while_the_database_file_is_gone(tmp_path: Path) -> None:
     server = ServerProcess(tmp_path / "ready", "--health-check-interval", "0.2").start()
     try:
         health = health_pb2_grpc.HealthStub(server.channel())
 
         def grpc_status(service: str = "") -> int:
-            return health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
+            status: int = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
+            return status
 
         assert readyz(server) == (200, {"status": "ready"})
         assert grpc_status() == SERVING
         database = server.data_dir / "tasks.db"
         database.rename(database.with_suffix(".moved"))
 
-        assert wait_for(lambda: grpc_status() == NOT_SERVING), "background check did not flip health"
+        eventually(
+            grpc_status, lambda status: status == NOT_SERVING, what="the background check to flip health"
+        )
         assert grpc_status("taskservice.TaskService") == NOT_SERVING
         assert readyz(server) == (503, {"status": "not ready", "reason": "store unreachable"})
         with urllib.request.urlopen(f"{server.http_url}/healthz", timeout=5) as answer:
@@ -59,7 +52,7 @@ def test_readiness_flips_while_the_database_file_is_gone(tmp_path: Path) -> None
         assert (value(metrics, "taskservice_store_operation_failures_total", operation="ping") or 0) >= 1
 
         database.with_suffix(".moved").rename(database)
-        assert wait_for(lambda: grpc_status() == SERVING), "health did not recover"
+        eventually(grpc_status, lambda status: status == SERVING, what="health to recover")
         assert readyz(server) == (200, {"status": "ready"})
         assert value(scrape(server), "taskservice_ready") == 1
         assert '"event": "store.unreachable"' in server.log()

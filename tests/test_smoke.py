@@ -5,6 +5,7 @@ from __future__ import annotations
 import urllib.request
 
 from taskservice.api import task_service_pb2 as pb
+from taskservice.api import task_service_pb2_grpc as rpc
 from tests.servers import ServerProcess
 
 
@@ -13,6 +14,6 @@ def test_healthz_answers_ok(server: ServerProcess) -> None:
         assert answer.status == 200
 
 
-def test_create_then_get_returns_the_same_task(stub, tag: str) -> None:
+def test_create_then_get_returns_the_same_task(stub: rpc.TaskServiceStub, tag: str) -> None:
     created = stub.CreateTask(pb.CreateTaskRequest(title="write tests", labels=[tag]))
     assert stub.GetTask(pb.GetTaskRequest(id=created.id)) == created

@@ -10,6 +10,7 @@ import sqlite3
 from pathlib import Path
 
 from taskservice.api import task_service_pb2 as pb
+from taskservice.domain.errors import DomainError
 from taskservice.store.base import NewTask, StoredEvent
 from taskservice.store.sqlite import SQLiteStore
 from taskservice.store.sqlite.writer import WriterTuning
@@ -28,16 +29,17 @@ def _helper_pid(store: SQLiteStore) -> int | None:
 
 def _stored(path: Path) -> tuple[int, int, int]:
     with sqlite3.connect(path) as conn:
-        return tuple(  # type: ignore[return-value]
-            conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        tasks, labels, events = (
+            int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
             for table in ("tasks", "task_labels", "events")
         )
+        return tasks, labels, events
 
 
 def test_a_bulk_chunk_is_committed_by_the_helper_in_sequence_order(tmp_path: Path) -> None:
     path = tmp_path / "tasks.db"
 
-    async def scenario() -> tuple[list[object], list[StoredEvent], int | None]:
+    async def scenario() -> tuple[list[pb.Task | DomainError], list[StoredEvent], int | None]:
         store = SQLiteStore(str(path))
         events: list[StoredEvent] = []
         store.subscribe(events.extend)
@@ -53,7 +55,7 @@ def test_a_bulk_chunk_is_committed_by_the_helper_in_sequence_order(tmp_path: Pat
     assert pid is not None
     assert all(isinstance(r, pb.Task) for r in results)
     assert [e.sequence for e in events] == list(range(1, 3 + WriterTuning().bulk_process_min_tasks + 1))
-    assert [e.task.id for e in events] == [t.id for t in results]  # type: ignore[union-attr]
+    assert [e.task.id for e in events] == [t.id for t in results if isinstance(t, pb.Task)]
     assert _stored(path) == (3 + WriterTuning().bulk_process_min_tasks,) * 3
     # The helper ended with the store.
     assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
@@ -62,7 +64,7 @@ def test_a_bulk_chunk_is_committed_by_the_helper_in_sequence_order(tmp_path: Pat
 def test_a_dead_helper_is_replaced_and_its_batch_written_by_the_writer(tmp_path: Path) -> None:
     path = tmp_path / "tasks.db"
 
-    async def scenario() -> tuple[list[object], list[StoredEvent], int | None, int | None]:
+    async def scenario() -> tuple[list[pb.Task | DomainError], list[StoredEvent], int | None, int | None]:
         store = SQLiteStore(str(path))
         events: list[StoredEvent] = []
         store.subscribe(events.extend)
@@ -90,14 +92,14 @@ def test_a_helper_batch_that_fails_fails_as_without_the_helper(tmp_path: Path) -
     the writer's own: a create call whose insert fails fails whole, and nothing of it is stored."""
     path = tmp_path / "tasks.db"
 
-    async def scenario() -> tuple[BaseException | None, list[object]]:
+    async def scenario() -> tuple[BaseException | None, list[pb.Task | DomainError]]:
         store = SQLiteStore(str(path))
         await store.open()
         try:
             await store.create_many([NewTask(_task("taken"))])
             chunk = _chunk("c")
             chunk[10] = NewTask(_task("taken"))
-            failure = None
+            failure: BaseException | None = None
             try:
                 await store.create_many(chunk)
             except sqlite3.IntegrityError as error:

@@ -18,7 +18,7 @@ from tests.postgres import Database, require_postgres
 TODO, DONE = pb.TASK_STATUS_TODO, pb.TASK_STATUS_DONE
 
 
-def _task(task_id: str, status: int) -> pb.Task:
+def _task(task_id: str, status: pb.TaskStatus.ValueType) -> pb.Task:
     return pb.Task(id=task_id, title=task_id, status=status, version=1, created_by="alice")
 
 
@@ -37,7 +37,8 @@ class _CountedAt:
 
 
 def _gauge(status: str) -> float:
-    return metrics.tasks.labels(status)._value.get()  # type: ignore[attr-defined,no-any-return]
+    value: float = metrics.tasks.labels(status)._value.get()
+    return value
 
 
 def test_events_during_the_count_are_added_once() -> None:

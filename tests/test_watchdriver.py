@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 from taskservice.api import task_service_pb2 as pb
 from taskservice.bench import watchdriver
 from taskservice.domain.values import now_us, timestamp_from_us
+from tests.eventually import eventually_async
 from tests.servers import ServerProcess, bearer
 
 pytestmark = pytest.mark.timeout(120)
@@ -31,11 +33,7 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def _until(
     watches: watchdriver.Watches, done: Callable[[watchdriver.Status], bool], within: float = 20
 ) -> watchdriver.Status:
-    deadline = time.monotonic() + within
-    while not done(status := await watches.status()):
-        assert time.monotonic() < deadline, status
-        await asyncio.sleep(0.02)
-    return status
+    return await eventually_async(watches.status, done, within=within, interval=0.02, what="the watches")
 
 
 # -- against the real server -------------------------------------------------------------------------
@@ -203,7 +201,7 @@ def test_the_driver_parses_split_messages_and_unknown_fields_and_counts_what_is_
 
 
 def test_a_missing_compiler_is_explained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(watchdriver.shutil, "which", lambda _: None)
+    monkeypatch.setattr(shutil, "which", lambda _: None)
     with pytest.raises(
         watchdriver.DriverUnavailable, match=r"C compiler.*apt-get install gcc libnghttp2-dev"
     ):

@@ -9,11 +9,15 @@ from collections.abc import Sequence
 import grpc
 
 from taskservice.api import task_service_pb2 as pb
+from taskservice.api import task_service_pb2_grpc as rpc
 
 
 class Watch:
     def __init__(
-        self, stub, request: pb.WatchTasksRequest, metadata: Sequence[tuple[str, str]] | None = None
+        self,
+        stub: rpc.TaskServiceStub,
+        request: pb.WatchTasksRequest,
+        metadata: Sequence[tuple[str, str]] | None = None,
     ) -> None:
         self.call = stub.WatchTasks(request, metadata=metadata)
         self._events: queue.Queue[pb.TaskEvent | grpc.RpcError | None] = queue.Queue()

@@ -65,7 +65,7 @@ class Session:
             render.console().print(render.task_detail(task))
 
 
-class DueDate(click.ParamType):
+class DueDate(click.ParamType[Any]):
     """ISO 8601 date or time; with `clearable`, an empty value means "remove the due date"."""
 
     name = "DATE"
@@ -82,7 +82,7 @@ class DueDate(click.ParamType):
             self.fail(str(error), param, ctx)
 
 
-class KeyValue(click.ParamType):
+class KeyValue(click.ParamType[Any]):
     name = "KEY=VALUE"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:

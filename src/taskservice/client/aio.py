@@ -5,11 +5,20 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+)
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import grpc
+from google.protobuf import empty_pb2
 from google.protobuf.message import Message
 
 from taskservice.api import task_service_pb2 as pb
@@ -27,6 +36,8 @@ from taskservice.client.policy import (
 )
 from taskservice.client.requests import DueLike, PriorityLike, StatusLike
 from taskservice.client.sync import OnRetry
+
+Reply = TypeVar("Reply", bound=Message)
 
 
 class AsyncTaskClient:
@@ -64,12 +75,16 @@ class AsyncTaskClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _call(self, method: str, request: Message, *, idempotent: bool) -> Any:
+    async def _call(self, method: str, request: Message, reply: type[Reply], *, idempotent: bool) -> Reply:
+        """Call a unary method by name; `reply` is its response type (the stub is looked up by name)."""
         rpc = getattr(self._stub, method)
-        return await self._retrying(
-            lambda remaining: rpc(request, timeout=remaining, metadata=self._metadata),
-            idempotent=idempotent,
-            budget=self.timeout,
+        return cast(
+            Reply,
+            await self._retrying(
+                lambda remaining: rpc(request, timeout=remaining, metadata=self._metadata),
+                idempotent=idempotent,
+                budget=self.timeout,
+            ),
         )
 
     async def _retrying(
@@ -112,10 +127,10 @@ class AsyncTaskClient:
             metadata=metadata,
             request_id=request_id or str(uuid.uuid4()),
         )
-        return await self._call("CreateTask", request, idempotent=True)
+        return await self._call("CreateTask", request, pb.Task, idempotent=True)
 
     async def get(self, task_id: str) -> pb.Task:
-        return await self._call("GetTask", pb.GetTaskRequest(id=task_id), idempotent=True)
+        return await self._call("GetTask", pb.GetTaskRequest(id=task_id), pb.Task, idempotent=True)
 
     async def update(
         self,
@@ -143,15 +158,15 @@ class AsyncTaskClient:
             metadata=metadata,
             expected_version=expected_version,
         )
-        return await self._call("UpdateTask", request, idempotent=not expected_version)
+        return await self._call("UpdateTask", request, pb.Task, idempotent=not expected_version)
 
     async def delete(self, task_id: str, *, expected_version: int = 0) -> None:
         request = pb.DeleteTaskRequest(id=task_id, expected_version=expected_version)
-        await self._call("DeleteTask", request, idempotent=False)
+        await self._call("DeleteTask", request, empty_pb2.Empty, idempotent=False)
 
     async def list(self, request: pb.ListTasksRequest | None = None, **filters: Any) -> pb.ListTasksResponse:
         request = request or build.list_request(**filters)
-        return await self._call("ListTasks", request, idempotent=True)
+        return await self._call("ListTasks", request, pb.ListTasksResponse, idempotent=True)
 
     async def iter_tasks(
         self, *, limit: int | None = None, page_size: int = 500, **filters: Any
@@ -178,7 +193,7 @@ class AsyncTaskClient:
         include_initial: bool = False,
         after_sequence: int = 0,
         on_retry: OnRetry | None = None,
-    ) -> AsyncIterator[pb.TaskEvent]:
+    ) -> AsyncGenerator[pb.TaskEvent, None]:
         """Matching events, forever, resuming by itself after UNAVAILABLE (see `TaskClient.watch`)."""
         cursor = WatchCursor(
             build.watch_request(
@@ -214,11 +229,12 @@ class AsyncTaskClient:
         self, requests: Iterable[pb.CreateTaskRequest] | AsyncIterable[pb.CreateTaskRequest]
     ) -> pb.BulkCreateResponse:
         """See `TaskClient.bulk_create`: retried only for a list of requests that all carry a request_id."""
-        return await self._retrying(
+        response: pb.BulkCreateResponse = await self._retrying(
             lambda _: self._stub.BulkCreateTasks(requests, metadata=self._metadata),
             idempotent=is_replayable(requests),
             budget=None,
         )
+        return response
 
     async def process(
         self, commands: Iterable[pb.TaskCommand] | AsyncIterable[pb.TaskCommand]

@@ -8,7 +8,7 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 
 _DETAILS_KEY = "grpc-status-details-bin"
-_CODE_NAMES = {status.value[0]: status.name for status in grpc.StatusCode}
+_CODE_NAMES: dict[int, str] = {status.value[0]: status.name for status in grpc.StatusCode}
 
 
 def code_name(code: int) -> str:

@@ -6,9 +6,10 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import grpc
+from google.protobuf import empty_pb2
 from google.protobuf.message import Message
 
 from taskservice.api import task_service_pb2 as pb
@@ -27,6 +28,9 @@ from taskservice.client.policy import (
 from taskservice.client.requests import DueLike, PriorityLike, StatusLike
 
 OnRetry = Callable[[TaskServiceError, float], None]
+
+
+Reply = TypeVar("Reply", bound=Message)
 
 
 class TaskClient:
@@ -73,12 +77,16 @@ class TaskClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: str, request: Message, *, idempotent: bool) -> Any:
+    def _call(self, method: str, request: Message, reply: type[Reply], *, idempotent: bool) -> Reply:
+        """Call a unary method by name; `reply` is its response type (the stub is looked up by name)."""
         rpc = getattr(self._stub, method)
-        return self._retrying(
-            lambda remaining: rpc(request, timeout=remaining, metadata=self._metadata),
-            idempotent=idempotent,
-            budget=self.timeout,
+        return cast(
+            Reply,
+            self._retrying(
+                lambda remaining: rpc(request, timeout=remaining, metadata=self._metadata),
+                idempotent=idempotent,
+                budget=self.timeout,
+            ),
         )
 
     def _retrying(
@@ -125,10 +133,10 @@ class TaskClient:
             metadata=metadata,
             request_id=request_id or str(uuid.uuid4()),
         )
-        return self._call("CreateTask", request, idempotent=True)
+        return self._call("CreateTask", request, pb.Task, idempotent=True)
 
     def get(self, task_id: str) -> pb.Task:
-        return self._call("GetTask", pb.GetTaskRequest(id=task_id), idempotent=True)
+        return self._call("GetTask", pb.GetTaskRequest(id=task_id), pb.Task, idempotent=True)
 
     def update(
         self,
@@ -158,20 +166,21 @@ class TaskClient:
             metadata=metadata,
             expected_version=expected_version,
         )
-        return self._call("UpdateTask", request, idempotent=not expected_version)
+        return self._call("UpdateTask", request, pb.Task, idempotent=not expected_version)
 
     def delete(self, task_id: str, *, expected_version: int = 0) -> None:
         """Delete a task. Not retried: a replay after a lost answer would report NOT_FOUND."""
         self._call(
             "DeleteTask",
             pb.DeleteTaskRequest(id=task_id, expected_version=expected_version),
+            empty_pb2.Empty,
             idempotent=False,
         )
 
     def list(self, request: pb.ListTasksRequest | None = None, **filters: Any) -> pb.ListTasksResponse:
         """One page. Pass a ListTasksRequest, or the keyword arguments of `requests.list_request`."""
         request = request or build.list_request(**filters)
-        return self._call("ListTasks", request, idempotent=True)
+        return self._call("ListTasks", request, pb.ListTasksResponse, idempotent=True)
 
     def iter_tasks(
         self, *, limit: int | None = None, page_size: int = 500, **filters: Any
@@ -241,11 +250,12 @@ class TaskClient:
         Retried (as unary calls are) only when `requests` is a list (it can be sent again) whose items all
         carry a request_id: a replay then returns the tasks already created instead of repeating them."""
         replayable = is_replayable(requests)
-        return self._retrying(
+        response: pb.BulkCreateResponse = self._retrying(
             lambda _: self._stub.BulkCreateTasks(iter(requests), metadata=self._metadata),
             idempotent=replayable,
             budget=None,
         )
+        return response
 
     def process(self, commands: Iterable[pb.TaskCommand]) -> Iterator[pb.TaskResult]:
         """ProcessTaskStream: one TaskResult per command, in order, as they are answered."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from taskservice.domain.errors import OutOfRange, Unavailable
 from taskservice.store.base import StoredEvent, TaskStore
@@ -87,7 +87,7 @@ class EventWindow:
             self._wakeup = asyncio.get_running_loop().create_future()
         await asyncio.shield(self._wakeup)
 
-    async def follow(self, after: int) -> AsyncIterator[list[StoredEvent]]:
+    async def follow(self, after: int) -> AsyncGenerator[list[StoredEvent], None]:
         """Yield batches of events with sequence > `after`, in order, forever (until closed)."""
         cursor = after
         follower = _Follower(after)

@@ -70,7 +70,7 @@ class Telemetry:
         return handler._replace(**{field: wrapped})
 
 
-class _ObservedGenericHandler(grpc.GenericRpcHandler):
+class _ObservedGenericHandler(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpcio has no type stubs
     def __init__(self, inner: grpc.GenericRpcHandler, telemetry: Telemetry) -> None:
         self._inner = inner
         self._telemetry = telemetry
