@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import pytest
 from grpc_status import rpc_status
 
 from taskservice.api import task_service_pb2 as pb
+from tests.eventually import eventually
 from tests.servers import ServerProcess
 
 MISSING_ID = "00000000-0000-7000-8000-000000000000"
@@ -20,16 +20,15 @@ MISSING_ID = "00000000-0000-7000-8000-000000000000"
 
 def log_lines(server: ServerProcess, request_id: str, timeout: float = 5.0) -> list[dict[str, Any]]:
     """The server's JSON log lines for one request id (waiting for the line to be written)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        lines = [
+    return eventually(
+        lambda: [
             json.loads(line)
             for line in server.log().splitlines()
             if line.startswith("{") and request_id in line
-        ]
-        if lines or time.monotonic() > deadline:
-            return lines
-        time.sleep(0.05)
+        ],
+        timeout=timeout,
+        what=f"the access line of {request_id}",
+    )
 
 
 def test_a_call_logs_one_line_with_the_request_id_it_sent(server: ServerProcess, tag: str) -> None:

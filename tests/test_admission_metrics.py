@@ -4,13 +4,13 @@ with their status; an admitted call's access line names its user."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 
 import grpc
 import pytest
 
 from taskservice.api import task_service_pb2 as pb
+from tests.eventually import eventually
 from tests.prometheus import scrape, value
 from tests.servers import ServerProcess, bearer
 
@@ -68,13 +68,12 @@ def test_refusals_are_counted_by_reason_and_limit(guarded: ServerProcess) -> Non
     assert value(s, "grpc_server_handled_total", **CREATE, grpc_code="ResourceExhausted") == 1
     assert value(s, "grpc_server_handled_total", **CREATE, grpc_code="OK") == 3
 
-    deadline = time.monotonic() + 5  # access lines are written in batches, up to 50 ms late
-    while True:
+    def logged_creates() -> list[tuple[str, str]]:
         lines = [json.loads(line) for line in guarded.log().splitlines() if '"event": "rpc"' in line]
-        creates = [(line["code"], line["user"]) for line in lines if line["method"].endswith("/CreateTask")]
-        if len(creates) >= 8 or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
+        return [(line["code"], line["user"]) for line in lines if line["method"].endswith("/CreateTask")]
+
+    # Access lines are written in batches, up to 50 ms late.
+    creates = eventually(logged_creates, lambda c: len(c) >= 8, timeout=5, what="eight access lines")
     assert creates.count(("Unauthenticated", "")) == 4
     assert creates.count(("OK", "alice")) == 3
     assert ("ResourceExhausted", "alice") in creates

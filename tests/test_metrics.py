@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import grpc
 import pytest
 
 from taskservice.api import task_service_pb2 as pb
+from tests.eventually import eventually
 from tests.prometheus import Samples, scrape, value
 from tests.servers import TASKSERVICE, ServerProcess
 
@@ -22,13 +22,11 @@ def rpc(method: str, kind: str, **labels: str) -> dict[str, str]:
     return {"grpc_type": kind, "grpc_service": SERVICE, "grpc_method": method, **labels}
 
 
-def eventually(server: ServerProcess, condition: Callable[[Samples], bool], timeout: float = 5.0) -> Samples:
-    deadline = time.monotonic() + timeout
-    while True:
-        samples = scrape(server)
-        if condition(samples) or time.monotonic() > deadline:
-            return samples
-        time.sleep(0.05)
+def scraped_until(
+    server: ServerProcess, condition: Callable[[Samples], bool], timeout: float = 5.0
+) -> Samples:
+    """The first scrape for which `condition` holds."""
+    return eventually(lambda: scrape(server), condition, timeout=timeout, what="a scrape that matches")
 
 
 @pytest.fixture(scope="module")
@@ -125,12 +123,12 @@ def test_a_watch_is_counted_while_open_and_as_cancelled_after(
     stream = observed.stub().WatchTasks(pb.WatchTasksRequest(labels=["mix"], include_initial=True))
     initial = [next(stream) for _ in range(4)]
     assert {e.task.id for e in initial} == {scripted[0], scripted[2], scripted[3], scripted[4]}
-    s = eventually(observed, lambda s: value(s, "taskservice_watchers") == 1)
+    s = scraped_until(observed, lambda s: value(s, "taskservice_watchers") == 1)
     assert value(s, "taskservice_watchers") == 1
     assert value(s, "grpc_server_active_streams", **watch) == 1
     assert value(s, "taskservice_watcher_lag_events") == 0
     stream.cancel()
-    s = eventually(
+    s = scraped_until(
         observed, lambda s: value(s, "grpc_server_handled_total", **watch, grpc_code="Canceled") == 1
     )
     assert value(s, "grpc_server_handled_total", **watch, grpc_code="Canceled") == 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 
 from taskservice.api import task_service_pb2 as pb
 from taskservice.api import task_service_pb2_grpc as rpc
+from tests.eventually import eventually
 from tests.postgres import Database, require_postgres
 from tests.servers import ServerProcess
 
@@ -84,10 +84,11 @@ def test_workers_share_the_port_and_see_each_others_changes(workers: ServerProce
     assert workers.proc is not None
     pids = workers_of(workers.proc.pid)
     assert len(pids) == 2
-    deadline = time.monotonic() + 30
-    while any(sockets_on_port(p, workers.grpc_port)["LISTEN"] == 0 for p in pids):
-        assert time.monotonic() < deadline, "both workers should listen on the one gRPC port"
-        time.sleep(0.1)
+    eventually(
+        lambda: all(sockets_on_port(p, workers.grpc_port)["LISTEN"] > 0 for p in pids),
+        timeout=30,
+        what="both workers to listen on the one gRPC port",
+    )
 
     # Separate connections (no shared subchannels); the kernel spreads them over the workers.
     channels = [
@@ -128,23 +129,24 @@ def test_workers_share_the_port_and_see_each_others_changes(workers: ServerProce
 
 def test_a_worker_that_dies_is_replaced(workers: ServerProcess, tag: str) -> None:
     assert workers.proc is not None
-    first, second = workers_of(workers.proc.pid)
+    pid = workers.proc.pid
+    first, second = workers_of(pid)
     os.kill(first, signal.SIGKILL)
-    while not gone(first):  # connections queued on its socket in the meantime are reset
-        time.sleep(0.02)
+    eventually(lambda: gone(first), interval=0.02, what=f"worker {first} to exit")
+    # Connections queued on its socket in the meantime are reset.
     stub = workers.stub()
     for n in range(5):  # the surviving worker keeps serving meanwhile
         # wait_for_ready: a connection the kernel handed to a dying or still starting worker's
         # socket is reset; clients reconnect (docs/deployment.md says to use it).
         request = pb.CreateTaskRequest(title=f"still here {n}", labels=[tag])
         stub.CreateTask(request, timeout=10, wait_for_ready=True)
-    deadline = time.monotonic() + 15
-    while True:
-        pids = workers_of(workers.proc.pid)
-        if len(pids) == 2 and first not in pids:
-            break
-        assert time.monotonic() < deadline, f"no replacement worker: {pids}"
-        time.sleep(0.2)
+    pids = eventually(
+        lambda: workers_of(pid),
+        lambda pids: len(pids) == 2 and first not in pids,
+        timeout=15,
+        interval=0.2,
+        what="a replacement worker",
+    )
     assert second in pids
     assert workers.stop() == 0  # SIGTERM: the supervisor drains every worker and exits cleanly
 
