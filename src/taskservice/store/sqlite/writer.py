@@ -56,7 +56,8 @@ def commit_transaction(
 class LoopLoad:
     """Whether the event loop's thread was busy for most of the last window: then it, not the disk,
     limits throughput, and fewer, bigger batches leave it more time (an fsync and its batch cost
-    the process a fixed amount of CPU, whatever the batch's size; see docs/decisions)."""
+    the process a fixed amount of CPU, whatever the batch's size;
+    docs/decisions/0001-group-commit-on-sqlite.md)."""
 
     __slots__ = ("_busy", "_cpu", "_saturated", "_since", "_window_s")
 
@@ -90,7 +91,8 @@ class WriterTuning:
 
     max_batch: int = 512
     # Fewer plain creates than this stay in this process: for the few creates of concurrent calls,
-    # the pipe and the bulk process's CPU cost more than the GIL hand-overs they save.
+    # the pipe and the bulk process's CPU cost more than the GIL hand-overs they save
+    # (docs/decisions/0002-bulk-helper-process.md).
     bulk_process_min_tasks: int = 64
     gather_s: float = 0.008
     gather_enough: int = 128
@@ -104,7 +106,8 @@ class Writer:
     WAL, fsyncs it and only then makes the batch visible to readers, so nothing is seen before it is
     durable. The batch's writes are answered and its events published once the COMMIT returns;
     meanwhile the next writes gather into the next batch. The loop runs the statements itself: a
-    writer thread running them took the GIL back from the loop after every statement.
+    writer thread running them took the GIL back from the loop after every statement
+    (docs/decisions/0001-group-commit-on-sqlite.md).
 
     When the loop itself is saturated and writes are queueing (some arrived during the last commit),
     a batch waits up to `tuning.gather_s` for more writes to share its fsync (see `LoopLoad`); a lone
@@ -324,7 +327,7 @@ class Writer:
         conn: sqlite3.Connection, batch: list[tuple[Op, asyncio.Future[Any]]], *, savepoints: bool
     ) -> tuple[list[tuple[asyncio.Future[Any], Any, BaseException | None]] | None, list[StoredEvent]]:
         """Run the batch's ops in the open transaction. Without savepoints (the fast path: a savepoint
-        and its release cost about a third of a small write), an op that fails before it changed a row
+        and its release cost a sizeable share of a small write), an op that fails before it changed a row
         (the usual case: not found, wrong version, no permission) is simply answered with its error;
         one that fails after changing rows makes this return None, and the caller redoes the batch
         with each op in a savepoint it can roll back alone. On the fast path the batch's plain creates
