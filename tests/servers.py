@@ -108,8 +108,10 @@ class ServerProcess:
         scratch.mkdir(exist_ok=True)
         env["TMPDIR"] = str(scratch)
         env.update(self.env)
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log, env=env, cwd=str(self.data_dir))
+        with self.log_path.open("ab") as log:  # the server writes to its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                self.command(), stdout=log, stderr=log, env=env, cwd=str(self.data_dir)
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

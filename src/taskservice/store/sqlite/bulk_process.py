@@ -67,6 +67,8 @@ class BulkProcess:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()  # the answer pipe's read end, left open by wait()
 
     def insert(self, tasks: list[pb.Task]) -> list[StoredEvent] | None:
         """The tasks' CREATED events once committed, or None when the helper could not commit them
