@@ -61,7 +61,9 @@ async def _fetch(database: Database, sql: str, *args: Any) -> list[Any]:
 
 
 async def _commits(database: Database) -> int:
-    rows = await _fetch(database, "SELECT xact_commit FROM pg_stat_database WHERE datname = $1", database.name)
+    rows = await _fetch(
+        database, "SELECT xact_commit FROM pg_stat_database WHERE datname = $1", database.name
+    )
     return int(rows[0][0])
 
 
@@ -129,4 +131,3 @@ def test_many_concurrent_creates_take_far_fewer_commits_than_writes() -> None:
 
     before, after = _run(scenario)
     assert after - before < 100, (before, after)
-
