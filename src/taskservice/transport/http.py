@@ -145,4 +145,7 @@ async def serve_http(
     config.accesslog = None
     config.errorlog = None
     config.graceful_timeout = 2.0
-    await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+    try:
+        await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+    finally:
+        sock.close()  # hypercorn serves a duplicate of it (fd://); the bound socket is ours to close
