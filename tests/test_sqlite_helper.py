@@ -10,8 +10,7 @@ import sqlite3
 from pathlib import Path
 
 from taskservice.api import task_service_pb2 as pb
-from taskservice.domain.errors import DomainError
-from taskservice.store.base import NewTask, StoredEvent
+from taskservice.store.base import EarlierRequest, NewTask, StoredEvent
 from taskservice.store.sqlite import SQLiteStore
 from taskservice.store.sqlite.writer import WriterTuning
 from tests.test_sqlite_writer import _task
@@ -39,7 +38,7 @@ def _stored(path: Path) -> tuple[int, int, int]:
 def test_a_bulk_chunk_is_committed_by_the_helper_in_sequence_order(tmp_path: Path) -> None:
     path = tmp_path / "tasks.db"
 
-    async def scenario() -> tuple[list[pb.Task | DomainError], list[StoredEvent], int | None]:
+    async def scenario() -> tuple[list[pb.Task | EarlierRequest], list[StoredEvent], int | None]:
         store = SQLiteStore(str(path))
         events: list[StoredEvent] = []
         store.subscribe(events.extend)
@@ -64,7 +63,7 @@ def test_a_bulk_chunk_is_committed_by_the_helper_in_sequence_order(tmp_path: Pat
 def test_a_dead_helper_is_replaced_and_its_batch_written_by_the_writer(tmp_path: Path) -> None:
     path = tmp_path / "tasks.db"
 
-    async def scenario() -> tuple[list[pb.Task | DomainError], list[StoredEvent], int | None, int | None]:
+    async def scenario() -> tuple[list[pb.Task | EarlierRequest], list[StoredEvent], int | None, int | None]:
         store = SQLiteStore(str(path))
         events: list[StoredEvent] = []
         store.subscribe(events.extend)
@@ -92,7 +91,7 @@ def test_a_helper_batch_that_fails_fails_as_without_the_helper(tmp_path: Path) -
     the writer's own: a create call whose insert fails fails whole, and nothing of it is stored."""
     path = tmp_path / "tasks.db"
 
-    async def scenario() -> tuple[BaseException | None, list[pb.Task | DomainError]]:
+    async def scenario() -> tuple[BaseException | None, list[pb.Task | EarlierRequest]]:
         store = SQLiteStore(str(path))
         await store.open()
         try:
