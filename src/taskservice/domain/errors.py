@@ -69,6 +69,10 @@ class NotFound(DomainError):
     def task(cls, task_id: str) -> NotFound:
         return cls(f"task {task_id!r} not found")
 
+    @classmethod
+    def project(cls, project_id: str) -> NotFound:
+        return cls(f"project {project_id!r} not found")
+
 
 class AlreadyExists(DomainError):
     code = Code.ALREADY_EXISTS
@@ -86,6 +90,12 @@ class VersionConflict(DomainError):
         )
         self.expected = expected
         self.actual = actual
+
+
+class Aborted(DomainError):
+    """A concurrent change got in the way of this one; re-read and retry."""
+
+    code = Code.ABORTED
 
 
 class PermissionDenied(DomainError):
@@ -106,6 +116,12 @@ class ResourceExhausted(DomainError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class FailedPrecondition(DomainError):
+    """The request is valid but the state forbids it (the last owner leaving, a project holding tasks)."""
+
+    code = Code.FAILED_PRECONDITION
 
 
 class OutOfRange(DomainError):

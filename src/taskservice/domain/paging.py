@@ -18,6 +18,7 @@ from taskservice.access.caller import Caller
 from taskservice.api import task_service_pb2 as pb
 from taskservice.domain.errors import InvalidArgument
 from taskservice.domain.values import due_key, us_from_timestamp
+from taskservice.domain.visibility import Sight
 
 ORDERS = ("created_at", "updated_at", "priority", "due_date")
 _TOKEN_VERSION = 1
@@ -35,12 +36,18 @@ class TaskFilter:
     assigned_to: str = ""
     created_by: str = ""
     task_ids: tuple[str, ...] = ()
-    visible_to: str | None = None  # None: every task (admin); else tasks created by or assigned to it
+    project_ids: tuple[str, ...] = ()
+    parent_ids: tuple[str, ...] = ()
+    trashed: bool = False  # False: live tasks only; True: the trash only
+    visible_to: Sight | None = None  # None: every task (admin); else what that Sight sees
 
     def matches(self, task: pb.Task) -> bool:
         """The same test as the SQL stores' WHERE clause (`store/sql.py: where`), on one task."""
         return (
-            (self.visible_to is None or self.visible_to in (task.created_by, task.assigned_to))
+            (self.visible_to is None or self.visible_to.sees(task))
+            and task.HasField("delete_time") == self.trashed
+            and (not self.project_ids or task.project_id in self.project_ids)
+            and (not self.parent_ids or task.parent_id in self.parent_ids)
             and (not self.statuses or task.status in self.statuses)
             and (not self.priorities or task.priority in self.priorities)
             and (not self.assigned_to or task.assigned_to == self.assigned_to)
@@ -86,6 +93,9 @@ class PageTokens:
             "\x1f".join(sorted(f.labels)),
             f.assigned_to,
             f.created_by,
+            ",".join(f.project_ids),
+            ",".join(f.parent_ids),
+            str(f.trashed),
             query.order_by,
             str(query.descending),
         )
@@ -96,6 +106,24 @@ class PageTokens:
         body += last.id.encode()
         mac = hmac.new(self._key, body, hashlib.sha256).digest()[:_MAC_BYTES]
         return base64.urlsafe_b64encode(body + mac).rstrip(b"=").decode()
+
+    def sign(self, scope: str, value: str) -> str:
+        """An opaque token for `value` (a key to resume after), valid only for `scope`."""
+        body = value.encode()
+        mac = hmac.new(self._key, scope.encode() + b"\x1e" + body, hashlib.sha256).digest()[:_MAC_BYTES]
+        return base64.urlsafe_b64encode(body + mac).rstrip(b"=").decode()
+
+    def verify(self, scope: str, token: str) -> str:
+        """The value `sign(scope, value)` made `token` from; INVALID_ARGUMENT when it did not."""
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            body, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
+            expected = hmac.new(self._key, scope.encode() + b"\x1e" + body, hashlib.sha256).digest()
+            if len(raw) >= _MAC_BYTES and hmac.compare_digest(mac, expected[:_MAC_BYTES]):
+                return body.decode()
+        except (ValueError, UnicodeDecodeError):
+            pass
+        raise InvalidArgument.field("page_token", "is not a page token returned by this list call")
 
     def decode(self, caller: Caller, query: PageQuery, token: str) -> tuple[int, str]:
         def invalid(reason: str) -> InvalidArgument:

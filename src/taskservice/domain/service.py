@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence, Sized
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence, Sized
 from dataclasses import dataclass
+from typing import TypeVar
 
 import structlog
 
 from taskservice.access.caller import Caller
 from taskservice.api import task_service_pb2 as pb
 from taskservice.domain.errors import (
+    Aborted,
     AlreadyExists,
     Code,
     DomainError,
@@ -27,13 +29,30 @@ from taskservice.domain.errors import (
 )
 from taskservice.domain.events import EventWindow
 from taskservice.domain.paging import ORDERS, PageQuery, PageTokens, TaskFilter
+from taskservice.domain.placement import Placement
+from taskservice.domain.projects import Memberships, ProjectService
 from taskservice.domain.validation import PRIORITIES, STATUSES, Checker, Limits, new_task_fields
 from taskservice.domain.values import new_task_id, now_us, timestamp_from_us
-from taskservice.store.base import CreateResult, EarlierRequest, NewTask, StoredEvent, TaskStore
+from taskservice.domain.visibility import Permissions, Sight
+from taskservice.domain.watching import WatchScope, WatchView
+from taskservice.store.base import CreateResult, EarlierRequest, NewTask, TaskStore
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
-UPDATE_PATHS = ("title", "description", "status", "priority", "labels", "assigned_to", "due_date", "metadata")
+UPDATE_PATHS = (
+    "title",
+    "description",
+    "status",
+    "priority",
+    "labels",
+    "assigned_to",
+    "due_date",
+    "metadata",
+    "project_id",
+    "parent_id",
+)
+_PLACEMENT = ("project_id", "parent_id")
 _BULK_CHUNK = 500
 
 
@@ -53,41 +72,129 @@ class TaskService:
         self._window = window
         self._tokens = page_tokens
         self.limits = limits or Limits()
+        self.memberships = Memberships(store)
+        store.subscribe(self.memberships.apply)
+        self.projects = ProjectService(store, self.memberships, page_tokens, self.limits)
+        self._placement = Placement(store, self.limits)
+
+    async def permissions(self, caller: Caller) -> Permissions:
+        """The caller with their project roles (none to look up for an admin)."""
+        if caller.is_admin:
+            return Permissions(caller)
+        return Permissions(caller, await self.memberships.roles(caller.user_id))
+
+    async def _as_caller(self, caller: Caller, attempt: Callable[[Permissions], Awaitable[T]]) -> T:
+        """Run `attempt` with the caller's cached roles; if it is refused (NOT_FOUND, PERMISSION_DENIED)
+        and the store knows newer roles (a change on another replica not yet seen here), once more
+        with those."""
+        perms = await self.permissions(caller)
+        try:
+            return await attempt(perms)
+        except (NotFound, PermissionDenied):
+            if caller.is_admin:
+                raise
+            roles = await self.memberships.refresh(caller.user_id)
+            if roles == perms.roles:
+                raise
+        return await attempt(Permissions(caller, roles))
 
     # -- unary --------------------------------------------------------------------------------
 
     async def create(self, caller: Caller, request: pb.CreateTaskRequest) -> pb.Task:
         item = self._new_task(caller, request)
+        if item.task.project_id or item.task.parent_id:
+
+            async def place(perms: Permissions) -> None:
+                await self._check_placement(perms, item.task)
+
+            await self._as_caller(caller, place)
         (result,) = await self._store.create_many([item])
         return _created(item, result)
 
     async def get(self, caller: Caller, request: pb.GetTaskRequest) -> pb.Task:
         self._check_id(request.id)
         task = await self._store.get(request.id)
-        if task is None or not caller.can_see(task):
+        if task is None or (task.HasField("delete_time") and not request.show_deleted):
             raise NotFound.task(request.id)
-        return task
+
+        async def read(perms: Permissions) -> pb.Task:
+            if not perms.can_see(task):
+                raise NotFound.task(request.id)
+            return task
+
+        return await self._as_caller(caller, read)
 
     async def update(self, caller: Caller, request: pb.UpdateTaskRequest) -> pb.Task:
-        change = self._update_change(caller, request)
+        return await self._as_caller(caller, lambda perms: self._update(perms, request))
+
+    async def _update(self, perms: Permissions, request: pb.UpdateTaskRequest) -> pb.Task:
+        caller = perms.caller
+        change, fields = self._update_change(perms, request)
+        moving = [name for name in _PLACEMENT if name in fields]
+        if moving:
+            # Where a task goes is checked against the task as read here; the change then requires
+            # the task still to be where it was, so a concurrent move cannot slip past the checks.
+            placed = await self._placed(perms, request, moving)
+            checked = change
+
+            def change(current: pb.Task) -> pb.Task | None:
+                if (current.project_id, current.parent_id) != placed:
+                    raise Aborted(f"task {current.id!r} was moved meanwhile; re-read it and retry")
+                return checked(current)
+
         return await self._store.update(request.id, change, triggered_by=caller.user_id)
 
     async def delete(self, caller: Caller, request: pb.DeleteTaskRequest) -> pb.Task:
-        """Delete a task; returns it as it was."""
+        """Move a task to the trash (a DELETED event); returns it, its `delete_time` set."""
         self._check_id(request.id)
         if request.expected_version < 0:
             raise InvalidArgument.field("expected_version", "must not be negative")
+        return await self._as_caller(caller, lambda perms: self._trash(perms, request))
 
-        def check(current: pb.Task) -> None:
-            _require_visible(caller, current)
-            if not (caller.is_admin or current.created_by == caller.user_id):
-                raise PermissionDenied(f"only the creator of task {current.id!r} may delete it")
+    async def _trash(self, perms: Permissions, request: pb.DeleteTaskRequest) -> pb.Task:
+        def trash(current: pb.Task) -> pb.Task | None:
+            _require_visible(perms, current)
+            if not perms.can_delete(current):
+                raise PermissionDenied(f"you may read and update task {current.id!r} but not delete it")
             _require_version(current, request.expected_version)
+            trashed = pb.Task()
+            trashed.CopyFrom(current)
+            trashed.delete_time.CopyFrom(timestamp_from_us(now_us()))
+            return trashed
 
-        return await self._store.delete(request.id, check, triggered_by=caller.user_id)
+        return await self._store.update(
+            request.id, trash, triggered_by=perms.caller.user_id, event_type=pb.EVENT_TYPE_DELETED
+        )
+
+    async def undelete(self, caller: Caller, request: pb.UndeleteTaskRequest) -> pb.Task:
+        """Take a task out of the trash (a CREATED event); a task not in the trash is returned as is."""
+        self._check_id(request.id)
+        return await self._as_caller(caller, lambda perms: self._restore(perms, request))
+
+    async def _restore(self, perms: Permissions, request: pb.UndeleteTaskRequest) -> pb.Task:
+        def restore(current: pb.Task) -> pb.Task | None:
+            if not perms.can_see(current):
+                raise NotFound.task(current.id)
+            if not perms.can_delete(current):
+                raise PermissionDenied(f"you may read and update task {current.id!r} but not restore it")
+            if not current.HasField("delete_time"):
+                return None
+            restored = pb.Task()
+            restored.CopyFrom(current)
+            restored.ClearField("delete_time")
+            restored.version = current.version + 1
+            restored.updated_at.CopyFrom(timestamp_from_us(now_us()))
+            return restored
+
+        return await self._store.update(
+            request.id, restore, triggered_by=perms.caller.user_id, event_type=pb.EVENT_TYPE_CREATED
+        )
 
     async def list(self, caller: Caller, request: pb.ListTasksRequest) -> pb.ListTasksResponse:
-        query = self._page_query(caller, request)
+        perms = await self.permissions(caller)
+        if request.project_id and not caller.is_admin and not perms.role(request.project_id):
+            perms = Permissions(caller, await self.memberships.refresh(caller.user_id))  # just added?
+        query = self._page_query(perms, request)
         tasks = await self._store.list_page(query)
         has_more = len(tasks) > query.limit - 1
         tasks = tasks[: query.limit - 1]  # the query asks for one extra to learn whether more follow
@@ -102,13 +209,15 @@ class TaskService:
         self, caller: Caller, request: pb.WatchTasksRequest
     ) -> AsyncIterator[pb.TaskEvent | bytes]:
         """Events the caller may see and the filter matches: the initial state when asked, then every
-        later change, in sequence order, each once. Yields TaskEvent messages or their encoding."""
-        view = self._watch_view(caller, request)
+        later change, in sequence order, each once. Yields TaskEvent messages or their encoding.
+        Membership changes are applied at their place in the sequence (`WatchView`)."""
+        scope = self._watch_scope(request)
         if request.after_sequence > 0:
             await self._window.check_resumable(request.after_sequence)
             cursor = request.after_sequence
+            roles = await self._roles_at(caller, cursor)
         elif request.include_initial:
-            initial, cursor = await self._store.snapshot(self._visible_filter(caller, request))
+            initial, cursor, roles = await self._initial(caller, scope)
             now = timestamp_from_us(now_us())
             for task in initial:
                 yield pb.TaskEvent(
@@ -118,11 +227,43 @@ class TaskService:
             # The store's head, not this process's window: with replicas, another one may have
             # committed events this window has not received yet, and they precede this watch.
             cursor = (await self._store.event_bounds()).head
+            roles = await self._roles_at(caller, cursor)
+        view = WatchView(caller, scope, roles)
         async for batch in self._window.follow(cursor):
             for event in batch:
-                seen = view(event)
+                if event.is_project:
+                    crossing = view.membership(event)
+                    if crossing is not None:
+                        tasks, _ = await self._store.snapshot(TaskFilter(project_ids=(event.project_id,)))
+                        for message in view.crossed(event, crossing, tasks):
+                            yield message
+                    continue
+                seen = view.task_event(event)
                 if seen is not None:
                     yield seen
+
+    async def _roles_at(self, caller: Caller, sequence: int) -> dict[str, int]:
+        return {} if caller.is_admin else await self.memberships.roles_at(caller.user_id, sequence)
+
+    async def _initial(
+        self, caller: Caller, scope: WatchScope
+    ) -> tuple[Sequence[pb.Task], int, dict[str, int]]:
+        """The tasks a watch starts from, the sequence they reflect and the caller's roles then. The
+        snapshot is read with the roles known before it; should they have changed by the sequence it
+        reflects (a membership change in between), it is read again."""
+        if caller.is_admin:
+            tasks, head = await self._store.snapshot(scope.task_filter(None))
+            return tasks, head, {}
+        roles = dict(await self.memberships.roles(caller.user_id))
+        for _ in range(3):
+            tasks, head = await self._store.snapshot(
+                scope.task_filter(Sight(caller.user_id, frozenset(roles)))
+            )
+            then = await self.memberships.roles_at(caller.user_id, head)
+            if then.keys() == roles.keys():
+                break
+            roles = then
+        return tasks, head, then
 
     async def bulk_create(
         self, caller: Caller, requests: AsyncIterable[pb.CreateTaskRequest]
@@ -146,12 +287,17 @@ class TaskService:
                 except DomainError as error:
                     response.errors.add(index=index, error_message=error.message, code=error.code)
 
+        perms = await self.permissions(caller)
+
         async def flush() -> None:
             nonlocal writing, received, first
             chunk: list[tuple[int, NewTask]] = []
             for index, request in enumerate(received, first):
                 try:
-                    chunk.append((index, self._new_task(caller, request)))
+                    item = self._new_task(caller, request)
+                    if request.project_id or request.parent_id:
+                        await self._check_placement(perms, item.task)
+                    chunk.append((index, item))
                 except DomainError as error:
                     response.errors.add(index=index, error_message=error.message, code=error.code)
             first += len(received)
@@ -236,10 +382,39 @@ class TaskService:
             request_hash = hashlib.sha256(fingerprint.SerializeToString(deterministic=True)).digest()
         return NewTask(task, request.request_id, request_hash)
 
+    async def _placed(
+        self, perms: Permissions, request: pb.UpdateTaskRequest, moving: Sequence[str]
+    ) -> tuple[str, str]:
+        """Check a change of project or parent against the task as it is; returns where it is."""
+        current = await self._store.get(request.id)
+        if current is None or current.HasField("delete_time") or not perms.can_see(current):
+            raise NotFound.task(request.id)
+        project_id = request.project_id if "project_id" in moving else current.project_id
+        parent_id = request.parent_id if "parent_id" in moving else current.parent_id
+        if project_id != current.project_id:
+            if not perms.can_delete(current):  # an editor where it is (its creator, if personal)
+                raise PermissionDenied(
+                    f"moving task {current.id!r} to another project needs the editor role in both projects"
+                )
+            await self._placement.check_project(perms, project_id)
+            await self._placement.check_movable(current)
+            if parent_id and parent_id == current.parent_id:
+                raise InvalidArgument.field(
+                    "parent_id", "the parent stays in the old project: set a new parent_id or clear it"
+                )
+        if parent_id != current.parent_id or project_id != current.project_id:
+            await self._placement.check_parent(perms, parent_id, project_id, task_id=current.id)
+        return current.project_id, current.parent_id
+
+    async def _check_placement(self, perms: Permissions, task: pb.Task, prefix: str = "") -> None:
+        await self._placement.check_project(perms, task.project_id, f"{prefix}project_id")
+        await self._placement.check_parent(perms, task.parent_id, task.project_id, field=f"{prefix}parent_id")
+
     def _update_change(
-        self, caller: Caller, request: pb.UpdateTaskRequest
-    ) -> Callable[[pb.Task], pb.Task | None]:
-        """Validate an update request and return the change to apply to the current task."""
+        self, perms: Permissions, request: pb.UpdateTaskRequest
+    ) -> tuple[Callable[[pb.Task], pb.Task | None], Sequence[str]]:
+        """Validate an update request; returns the change to apply to the current task and the
+        fields it sets."""
         check = Checker(self.limits)
         check.task_id("id", request.id)
         if request.expected_version < 0:
@@ -277,13 +452,18 @@ class TaskService:
                 patch.due_date.CopyFrom(request.due_date)
             elif name == "metadata":
                 check.metadata("metadata", request.metadata)
+            elif name in _PLACEMENT:
+                check.text(name, getattr(request, name), max_len=self.limits.id_max)
+                setattr(patch, name, getattr(request, name))
         check.raise_if_any()
         replace_metadata = (
             "metadata" in fields and request.HasField("update_mask") and bool(request.update_mask.paths)
         )
 
         def change(current: pb.Task) -> pb.Task | None:
-            _require_visible(caller, current)
+            _require_visible(perms, current)
+            if not perms.can_update(current):
+                raise PermissionDenied(f"you may read task {current.id!r} but not change it")
             _require_version(current, request.expected_version)
             updated = pb.Task()
             updated.CopyFrom(current)
@@ -313,9 +493,9 @@ class TaskService:
             updated.updated_at.CopyFrom(timestamp_from_us(now_us()))
             return updated
 
-        return change
+        return change, fields
 
-    def _page_query(self, caller: Caller, request: pb.ListTasksRequest) -> PageQuery:
+    def _page_query(self, perms: Permissions, request: pb.ListTasksRequest) -> PageQuery:
         check = Checker(self.limits)
         if request.page_size < 0:
             check.fail("page_size", "must not be negative")
@@ -331,6 +511,8 @@ class TaskService:
         )
         check.text("assigned_to", request.assigned_to, max_len=self.limits.assigned_to_max)
         check.text("created_by", request.created_by, max_len=self.limits.assigned_to_max)
+        check.text("project_id", request.project_id, max_len=self.limits.id_max)
+        check.text("parent_id", request.parent_id, max_len=self.limits.id_max)
         check.raise_if_any()
         query = PageQuery(
             filter=TaskFilter(
@@ -339,14 +521,17 @@ class TaskService:
                 labels=tuple(sorted(set(request.labels))),
                 assigned_to=request.assigned_to,
                 created_by=request.created_by,
-                visible_to=None if caller.is_admin else caller.user_id,
+                project_ids=(request.project_id,) if request.project_id else (),
+                parent_ids=(request.parent_id,) if request.parent_id else (),
+                trashed=request.show_deleted,
+                visible_to=perms.sight,
             ),
             order_by=request.order_by or "created_at",
             descending=request.descending,
             limit=size + 1,
         )
         if request.page_token:
-            after = self._tokens.decode(caller, query, request.page_token)
+            after = self._tokens.decode(perms.caller, query, request.page_token)
             query = PageQuery(query.filter, query.order_by, query.descending, query.limit, after)
         return query
 
@@ -358,59 +543,23 @@ class TaskService:
         for i, label in enumerate(labels):
             check.text(f"labels[{i}]", label, max_len=self.limits.label_max, min_len=1)
 
-    def _watch_view(
-        self, caller: Caller, request: pb.WatchTasksRequest
-    ) -> Callable[[StoredEvent], pb.TaskEvent | bytes | None]:
-        """What a watcher receives for an event: nothing when neither the task before nor after the
-        change matches; the event itself when the caller may see the task now (even if it left the
-        filter, so a filtered view stays correct). When the change took the task out of the caller's
-        sight (reassigned away from them), they learn only that it left: a DELETED event carrying the
-        task as they last saw it, never its new content."""
+    def _watch_scope(self, request: pb.WatchTasksRequest) -> WatchScope:
         check = Checker(self.limits)
         if request.after_sequence < 0:
             check.fail("after_sequence", "must not be negative")
         for i, status in enumerate(request.statuses):
             check.enum(f"statuses[{i}]", status, STATUSES, "TaskStatus")
-        self._check_filter_sizes(check, request.labels, statuses=request.statuses)
+        self._check_filter_sizes(
+            check, request.labels, statuses=request.statuses, project_ids=request.project_ids
+        )
         if len(request.task_ids) > self.limits.page_size_max:
             check.fail("task_ids", f"at most {self.limits.page_size_max} ids")
         for i, task_id in enumerate(request.task_ids):
             check.task_id(f"task_ids[{i}]", task_id)
+        for i, project_id in enumerate(request.project_ids):
+            check.task_id(f"project_ids[{i}]", project_id)
         check.raise_if_any()
-        ids = frozenset(request.task_ids)
-        statuses = frozenset(request.statuses)
-        labels = frozenset(request.labels)
-
-        def task_matches(task: pb.Task) -> bool:
-            return (
-                caller.can_see(task)
-                and (not ids or task.id in ids)
-                and (not statuses or task.status in statuses)
-                and (not labels or not labels.isdisjoint(task.labels))
-            )
-
-        def view(event: StoredEvent) -> pb.TaskEvent | bytes | None:
-            if task_matches(event.task):
-                return event.wire()
-            if event.previous is None or not task_matches(event.previous):
-                return None
-            if caller.can_see(event.task):
-                return event.wire()
-            departed = pb.TaskEvent()
-            departed.CopyFrom(event.message())
-            departed.event_type = pb.EVENT_TYPE_DELETED
-            departed.task.CopyFrom(event.previous)
-            return departed
-
-        return view
-
-    def _visible_filter(self, caller: Caller, request: pb.WatchTasksRequest) -> TaskFilter:
-        return TaskFilter(
-            statuses=tuple(sorted(set(request.statuses))),
-            labels=tuple(sorted(set(request.labels))),
-            task_ids=tuple(sorted(set(request.task_ids))),
-            visible_to=None if caller.is_admin else caller.user_id,
-        )
+        return WatchScope.of(request)
 
 
 def _created(item: NewTask, result: CreateResult) -> pb.Task:
@@ -426,8 +575,9 @@ def _created(item: NewTask, result: CreateResult) -> pb.Task:
     return result.current if result.current is not None else result.created
 
 
-def _require_visible(caller: Caller, task: pb.Task) -> None:
-    if not caller.can_see(task):
+def _require_visible(perms: Permissions, task: pb.Task) -> None:
+    """A task the caller may not see, or one in the trash, is not found."""
+    if task.HasField("delete_time") or not perms.can_see(task):
         raise NotFound.task(task.id)
 
 

@@ -41,6 +41,7 @@ class Limits:
     page_size_max: int = 1000
     filter_values_max: int = 100
     bulk_items_max: int = 100_000
+    subtask_depth_max: int = 8  # ancestors a task may have: a top-level task has none
 
 
 class Checker:
@@ -124,6 +125,12 @@ def new_task_fields(limits: Limits, req: pb.CreateTaskRequest, field_prefix: str
         check.metadata(f"{p}metadata", req.metadata)
     if req.request_id:
         check.text(f"{p}request_id", req.request_id, max_len=limits.request_id_max)
+    if req.project_id:
+        check.text(f"{p}project_id", req.project_id, max_len=limits.id_max)
+        task.project_id = req.project_id
+    if req.parent_id:
+        check.text(f"{p}parent_id", req.parent_id, max_len=limits.id_max)
+        task.parent_id = req.parent_id
     if req.HasField("due_date"):
         check.timestamp(f"{p}due_date", req.due_date)
         task.due_date.CopyFrom(req.due_date)

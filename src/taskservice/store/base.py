@@ -16,11 +16,18 @@ from taskservice.api import task_service_pb2 as pb
 from taskservice.domain.paging import PageQuery, TaskFilter
 from taskservice.domain.values import timestamp_from_us
 
+# The event_type of a project change in the event log. Not an EventType: task watchers never receive
+# it; the service reads it to keep memberships current, in sequence order (docs/decisions/0001).
+PROJECT_EVENT = 100
+_NO_TASK = pb.Task()
+
 
 @dataclass(slots=True)
 class StoredEvent:
     """One committed change. `previous` is the task before an update, so a watcher whose filter the
-    task just left still learns about it."""
+    task just left still learns about it. A project change (`event_type == PROJECT_EVENT`) carries
+    the project after it in `project` (None once deleted) and before it in `project_before` (None
+    when just created); its `task` is an empty Task that matches no filter's project rule."""
 
     sequence: int
     event_type: int
@@ -30,6 +37,38 @@ class StoredEvent:
     triggered_by: str
     _message: pb.TaskEvent | None = field(default=None, repr=False)
     _wire: bytes | None = field(default=None, repr=False)
+    project: pb.Project | None = None
+    project_before: pb.Project | None = None
+
+    @classmethod
+    def of_project(
+        cls,
+        sequence: int,
+        after: pb.Project | None,
+        before: pb.Project | None,
+        occurred_us: int,
+        triggered_by: str,
+    ) -> StoredEvent:
+        return cls(
+            sequence,
+            PROJECT_EVENT,
+            _NO_TASK,
+            None,
+            occurred_us,
+            triggered_by,
+            project=after,
+            project_before=before,
+        )
+
+    @property
+    def is_project(self) -> bool:
+        return self.event_type == PROJECT_EVENT
+
+    @property
+    def project_id(self) -> str:
+        """The changed project's id (project events only)."""
+        changed = self.project or self.project_before
+        return changed.id if changed is not None else ""
 
     def message(self) -> pb.TaskEvent:
         """The TaskEvent, built once and shared by every watcher."""
@@ -48,6 +87,50 @@ class StoredEvent:
         if self._wire is None:
             self._wire = self.message().SerializeToString()
         return self._wire
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectEvent:
+    """A project change for a store to append to the event log (as PROJECT_EVENT)."""
+
+    project: pb.Project | None  # after the change; None: deleted
+    before: pb.Project | None  # None: just created
+    triggered_by: str
+
+
+def decode_event(
+    sequence: int, event_type: int, occurred_us: int, triggered_by: str, body: bytes, previous: bytes | None
+) -> StoredEvent:
+    """An event from its row in the `events` table (task events and project events alike)."""
+    if event_type == PROJECT_EVENT:
+        return StoredEvent.of_project(
+            sequence,
+            pb.Project.FromString(body) if body else None,
+            pb.Project.FromString(previous) if previous else None,
+            occurred_us,
+            triggered_by,
+        )
+    return StoredEvent(
+        sequence=sequence,
+        event_type=event_type,
+        task=pb.Task.FromString(body),
+        previous=pb.Task.FromString(previous) if previous is not None else None,
+        occurred_us=occurred_us,
+        triggered_by=triggered_by,
+    )
+
+
+def project_event_row(
+    project: pb.Project | None, before: pb.Project | None
+) -> tuple[str, bytes, bytes | None]:
+    """(task_id, task, previous) columns of a project event."""
+    changed = project or before
+    assert changed is not None
+    return (
+        changed.id,
+        project.SerializeToString() if project is not None else b"",
+        before.SerializeToString() if before is not None else None,
+    )
 
 
 @dataclass(slots=True)  # not frozen: a frozen __init__ is slower, and one runs per created task
@@ -83,6 +166,8 @@ class EventBounds:
 
 Change = Callable[[pb.Task], "pb.Task | None"]
 Check = Callable[[pb.Task], None]
+ProjectChange = Callable[[pb.Project], "pb.Project | None"]
+ProjectCheck = Callable[[pb.Project, int], bool]
 EventListener = Callable[[list[StoredEvent]], None]
 
 
@@ -103,9 +188,12 @@ class TaskStore(Protocol):
 
     async def get(self, task_id: str) -> pb.Task | None: ...
 
-    async def update(self, task_id: str, change: Change, triggered_by: str) -> pb.Task:
+    async def update(
+        self, task_id: str, change: Change, triggered_by: str, event_type: int = pb.EVENT_TYPE_UPDATED
+    ) -> pb.Task:
         """Apply `change` to the current task atomically; None from it means no change (no event).
-        Raises NotFound for a missing id and whatever `change` raises."""
+        The event is `event_type` (DELETED when the change puts the task in the trash, CREATED when it
+        takes it out). Raises NotFound for a missing id and whatever `change` raises."""
 
     async def delete(self, task_id: str, check: Check, triggered_by: str) -> pb.Task:
         """Delete after `check` passes; returns the task as it was."""
@@ -132,6 +220,36 @@ class TaskStore(Protocol):
     async def prune(self, events_before_us: int, keep_events: int, keys_before_us: int) -> int:
         """Drop events older than the cutoff or beyond the newest `keep_events`, and idempotency keys
         older than theirs; returns how many events went."""
+
+    async def purge_trash(self, deleted_before_us: int) -> int:
+        """Remove for good the tasks that went to the trash before the cutoff (no events: they left
+        every view when they were trashed); returns how many."""
+
+    # -- projects -------------------------------------------------------------------------------
+
+    async def create_project(self, project: pb.Project, triggered_by: str) -> pb.Project:
+        """Insert a project with its members, and its project event."""
+
+    async def get_project(self, project_id: str) -> pb.Project | None: ...
+
+    async def update_project(self, project_id: str, change: ProjectChange, triggered_by: str) -> pb.Project:
+        """Apply `change` (run in the transaction; None: no change) and append a project event."""
+
+    async def delete_project(self, project_id: str, check: ProjectCheck, triggered_by: str) -> pb.Project:
+        """Delete a project. `check(project, live_tasks)` runs in the transaction, raises to refuse,
+        and returns whether to move its live tasks to the trash (a DELETED event each) first. Its
+        tasks already in the trash are purged. Returns the project as it was."""
+
+    async def list_projects(self, member: str | None, after_id: str, limit: int) -> list[pb.Project]:
+        """Projects (of which `member` is a member; None: all) with id > `after_id`, by id."""
+
+    async def count_projects(self, member: str | None) -> int: ...
+
+    async def memberships(self, user: str) -> tuple[dict[str, int], int]:
+        """The user's roles by project id, and the sequence of the newest event they reflect."""
+
+    async def project_events(self, after: int, upto: int) -> list[StoredEvent]:
+        """Project events with after < sequence <= upto, in order."""
 
     def subscribe(self, listener: EventListener) -> None:
         """Call `listener` on the event loop with committed events, in sequence order."""

@@ -69,9 +69,11 @@ class CountCache:
 
 
 def _delta(task_filter: TaskFilter, event: StoredEvent) -> int:
-    if event.event_type == pb.EVENT_TYPE_CREATED:
-        return int(task_filter.matches(event.task))
-    if event.event_type == pb.EVENT_TYPE_DELETED:
+    """Whether the task matches after the event minus whether it did before. A move to the trash
+    (DELETED) and out of it (CREATED) carry the task before and after, like an update."""
+    if event.is_project:
+        return 0
+    if event.event_type == pb.EVENT_TYPE_DELETED and event.previous is None:  # a removal for good
         return -int(task_filter.matches(event.task))
     before = event.previous is not None and task_filter.matches(event.previous)
     return int(task_filter.matches(event.task)) - int(before)

@@ -20,6 +20,8 @@ from taskservice.store.base import (
     EventBounds,
     EventListener,
     NewTask,
+    ProjectChange,
+    ProjectCheck,
     StoredEvent,
     TaskStore,
 )
@@ -73,8 +75,12 @@ class InstrumentedStore:
     async def get(self, task_id: str) -> pb.Task | None:
         return await self._timed("get", lambda: self.inner.get(task_id))
 
-    async def update(self, task_id: str, change: Change, triggered_by: str) -> pb.Task:
-        return await self._timed("update", lambda: self.inner.update(task_id, change, triggered_by))
+    async def update(
+        self, task_id: str, change: Change, triggered_by: str, event_type: int = pb.EVENT_TYPE_UPDATED
+    ) -> pb.Task:
+        return await self._timed(
+            "update", lambda: self.inner.update(task_id, change, triggered_by, event_type)
+        )
 
     async def delete(self, task_id: str, check: Check, triggered_by: str) -> pb.Task:
         return await self._timed("delete", lambda: self.inner.delete(task_id, check, triggered_by))
@@ -101,6 +107,37 @@ class InstrumentedStore:
         return await self._timed(
             "prune", lambda: self.inner.prune(events_before_us, keep_events, keys_before_us)
         )
+
+    async def purge_trash(self, deleted_before_us: int) -> int:
+        return await self._timed("purge_trash", lambda: self.inner.purge_trash(deleted_before_us))
+
+    async def create_project(self, project: pb.Project, triggered_by: str) -> pb.Project:
+        return await self._timed("create_project", lambda: self.inner.create_project(project, triggered_by))
+
+    async def get_project(self, project_id: str) -> pb.Project | None:
+        return await self._timed("get_project", lambda: self.inner.get_project(project_id))
+
+    async def update_project(self, project_id: str, change: ProjectChange, triggered_by: str) -> pb.Project:
+        return await self._timed(
+            "update_project", lambda: self.inner.update_project(project_id, change, triggered_by)
+        )
+
+    async def delete_project(self, project_id: str, check: ProjectCheck, triggered_by: str) -> pb.Project:
+        return await self._timed(
+            "delete_project", lambda: self.inner.delete_project(project_id, check, triggered_by)
+        )
+
+    async def list_projects(self, member: str | None, after_id: str, limit: int) -> list[pb.Project]:
+        return await self._timed("list_projects", lambda: self.inner.list_projects(member, after_id, limit))
+
+    async def count_projects(self, member: str | None) -> int:
+        return await self._timed("count_projects", lambda: self.inner.count_projects(member))
+
+    async def memberships(self, user: str) -> tuple[dict[str, int], int]:
+        return await self._timed("memberships", lambda: self.inner.memberships(user))
+
+    async def project_events(self, after: int, upto: int) -> list[StoredEvent]:
+        return await self._timed("project_events", lambda: self.inner.project_events(after, upto))
 
     def subscribe(self, listener: EventListener) -> None:
         self.inner.subscribe(listener)

@@ -24,9 +24,10 @@ import structlog
 from taskservice.api import task_service_pb2 as pb
 from taskservice.domain.errors import DomainError, NotFound, Unavailable
 from taskservice.domain.paging import PageQuery, TaskFilter
-from taskservice.domain.values import now_us
+from taskservice.domain.values import now_us, timestamp_from_us, us_from_timestamp
 from taskservice.store import sql
 from taskservice.store.base import (
+    PROJECT_EVENT,
     Change,
     Check,
     CreateResult,
@@ -34,7 +35,12 @@ from taskservice.store.base import (
     EventBounds,
     EventListener,
     NewTask,
+    ProjectChange,
+    ProjectCheck,
+    ProjectEvent,
     StoredEvent,
+    decode_event,
+    project_event_row,
 )
 from taskservice.store.migrations import migrations
 from taskservice.store.postgres_writer import EventChange, GroupWriter, Op, PlainCreates, WriterHooks
@@ -76,7 +82,7 @@ added AS (
 SELECT log.head, pg_notify('{CHANNEL}', log.head::text) FROM log
 """
 _EVENT_COLUMNS = "sequence, event_type, occurred_us, triggered_by, task, previous"
-_INSERT_TASK = "INSERT INTO tasks VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+_INSERT_TASK = "INSERT INTO tasks VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
 _UPDATE_TASK = sql.update_task_sql(lambda n: f"${n}")
 _INSERT_LABEL = "INSERT INTO task_labels VALUES ($1, $2) ON CONFLICT DO NOTHING"
 
@@ -91,13 +97,13 @@ def _unavailable(exc: BaseException) -> Unavailable:
 
 
 def _event_from_row(row: Any) -> StoredEvent:
-    return StoredEvent(
-        sequence=row["sequence"],
-        event_type=row["event_type"],
-        task=pb.Task.FromString(row["task"]),
-        previous=pb.Task.FromString(row["previous"]) if row["previous"] is not None else None,
-        occurred_us=row["occurred_us"],
-        triggered_by=row["triggered_by"],
+    return decode_event(
+        row["sequence"],
+        row["event_type"],
+        row["occurred_us"],
+        row["triggered_by"],
+        row["task"],
+        row["previous"],
     )
 
 
@@ -325,27 +331,51 @@ class PostgresStore:
     # -- writes -------------------------------------------------------------------------------
 
     async def _append(self, conn: Connection, changes: list[EventChange]) -> list[StoredEvent]:
-        """Append events for `changes` (type, task, previous, triggered_by); must be the last
-        statement before COMMIT, because it holds the event-log lock until then."""
-        if not changes:
+        """Append events for `changes` (type, task, previous, triggered_by, or a project's change);
+        must be the last statement before COMMIT, because it holds the event-log lock until then."""
+        rows: list[tuple[int, str, str, bytes, bytes | None]] = []
+        for change in changes:
+            if isinstance(change, ProjectEvent):
+                project_id, body, before = project_event_row(change.project, change.before)
+                rows.append((PROJECT_EVENT, project_id, change.triggered_by, body, before))
+            else:
+                kind, task, previous, by = change
+                rows.append(
+                    (
+                        kind,
+                        task.id,
+                        by,
+                        task.SerializeToString(),
+                        previous.SerializeToString() if previous is not None else None,
+                    )
+                )
+        if not rows:
             return []
         occurred = now_us()
         head = await conn.fetchval(
             _APPEND_EVENTS,
-            len(changes),
-            [c[0] for c in changes],
-            [c[1].id for c in changes],
-            [occurred] * len(changes),
-            [c[3] for c in changes],
-            [c[1].SerializeToString() for c in changes],
-            [c[2].SerializeToString() if c[2] is not None else None for c in changes],
+            len(rows),
+            [r[0] for r in rows],
+            [r[1] for r in rows],
+            [occurred] * len(rows),
+            [r[2] for r in rows],
+            [r[3] for r in rows],
+            [r[4] for r in rows],
             column=0,
         )
-        first = head - len(changes) + 1
-        return [
-            StoredEvent(first + i, kind, task, previous, occurred, by)
-            for i, (kind, task, previous, by) in enumerate(changes)
-        ]
+        first = head - len(rows) + 1
+        events: list[StoredEvent] = []
+        for sequence, change in enumerate(changes, first):
+            if isinstance(change, ProjectEvent):
+                events.append(
+                    StoredEvent.of_project(
+                        sequence, change.project, change.before, occurred, change.triggered_by
+                    )
+                )
+            else:
+                kind, task, previous, by = change
+                events.append(StoredEvent(sequence, kind, task, previous, occurred, by))
+        return events
 
     def _write(self, op: Op | PlainCreates) -> asyncio.Future[Any]:
         if self._writer is None:
@@ -372,7 +402,9 @@ class PostgresStore:
         results: list[CreateResult] = await self._write(op)
         return results
 
-    async def update(self, task_id: str, change: Change, triggered_by: str) -> pb.Task:
+    async def update(
+        self, task_id: str, change: Change, triggered_by: str, event_type: int = pb.EVENT_TYPE_UPDATED
+    ) -> pb.Task:
         async def op(conn: Connection) -> tuple[pb.Task, list[EventChange]]:
             current = await _lock(conn, task_id)
             updated = change(current)
@@ -383,7 +415,7 @@ class PostgresStore:
                 await conn.execute("DELETE FROM task_labels WHERE task_id = $1", task_id)
                 if updated.labels:
                     await conn.executemany(_INSERT_LABEL, [(label, task_id) for label in updated.labels])
-            return updated, [(pb.EVENT_TYPE_UPDATED, updated, current, triggered_by)]
+            return updated, [(event_type, updated, current, triggered_by)]
 
         task: pb.Task = await self._write(op)
         return task
@@ -417,6 +449,143 @@ class PostgresStore:
 
         return await self._transaction(work)
 
+    async def purge_trash(self, deleted_before_us: int) -> int:
+        async def work(conn: Connection) -> int:
+            ids = [
+                row[0]
+                for row in await conn.fetch(
+                    "DELETE FROM tasks WHERE deleted_us > 0 AND deleted_us < $1 RETURNING id",
+                    deleted_before_us,
+                )
+            ]
+            if ids:
+                await conn.execute("DELETE FROM task_labels WHERE task_id = ANY($1::text[])", ids)
+            return len(ids)
+
+        return await self._transaction(work)
+
+    # -- projects -----------------------------------------------------------------------------
+
+    async def create_project(self, project: pb.Project, triggered_by: str) -> pb.Project:
+        async def op(conn: Connection) -> tuple[pb.Project, list[EventChange]]:
+            inserted = await conn.fetchval(
+                "INSERT INTO projects VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING 1",
+                project.id,
+                us_from_timestamp(project.created_at),
+                project.SerializeToString(),
+            )
+            if inserted is None:  # a repeated request id: the project its first attempt made
+                return await _lock_project(conn, project.id), []
+            await _write_members(conn, project)
+            return project, [ProjectEvent(project, None, triggered_by)]
+
+        result: pb.Project = await self._write(op)
+        return result
+
+    async def get_project(self, project_id: str) -> pb.Project | None:
+        async def work(conn: Connection) -> pb.Project | None:
+            body = await conn.fetchval("SELECT body FROM projects WHERE id = $1", project_id)
+            return pb.Project.FromString(body) if body is not None else None
+
+        return await self._read(work)
+
+    async def update_project(self, project_id: str, change: ProjectChange, triggered_by: str) -> pb.Project:
+        async def op(conn: Connection) -> tuple[pb.Project, list[EventChange]]:
+            current = await _lock_project(conn, project_id)
+            updated = change(current)
+            if updated is None:
+                return current, []
+            await conn.execute(
+                "UPDATE projects SET body = $1 WHERE id = $2", updated.SerializeToString(), project_id
+            )
+            await _write_members(conn, updated)
+            return updated, [ProjectEvent(updated, current, triggered_by)]
+
+        result: pb.Project = await self._write(op)
+        return result
+
+    async def delete_project(self, project_id: str, check: ProjectCheck, triggered_by: str) -> pb.Project:
+        async def op(conn: Connection) -> tuple[pb.Project, list[EventChange]]:
+            current = await _lock_project(conn, project_id)
+            live = [
+                pb.Task.FromString(row[0])
+                for row in await conn.fetch(
+                    "SELECT body FROM tasks WHERE project_id = $1 AND deleted_us = 0 ORDER BY id FOR UPDATE",
+                    project_id,
+                )
+            ]
+            changes: list[EventChange] = []
+            if check(current, len(live)):
+                deleted = timestamp_from_us(now_us())
+                for task in live:
+                    trashed = pb.Task()
+                    trashed.CopyFrom(task)
+                    trashed.delete_time.CopyFrom(deleted)
+                    await conn.execute(_UPDATE_TASK, *sql.update_task_values(trashed))
+                    changes.append((pb.EVENT_TYPE_DELETED, trashed, task, triggered_by))
+            await conn.execute(
+                "DELETE FROM task_labels WHERE task_id IN "
+                "(SELECT id FROM tasks WHERE project_id = $1 AND deleted_us > 0)",
+                project_id,
+            )
+            await conn.execute("DELETE FROM tasks WHERE project_id = $1 AND deleted_us > 0", project_id)
+            await conn.execute("DELETE FROM projects WHERE id = $1", project_id)
+            await conn.execute("DELETE FROM project_members WHERE project_id = $1", project_id)
+            return current, [*changes, ProjectEvent(None, current, triggered_by)]
+
+        result: pb.Project = await self._write(op)
+        return result
+
+    async def list_projects(self, member: str | None, after_id: str, limit: int) -> list[pb.Project]:
+        async def work(conn: Connection) -> list[pb.Project]:
+            if member is None:
+                rows = await conn.fetch(
+                    "SELECT body FROM projects WHERE id > $1 ORDER BY id LIMIT $2", after_id, limit
+                )
+            else:
+                rows = await conn.fetch(
+                    "SELECT p.body FROM project_members m JOIN projects p ON p.id = m.project_id "
+                    "WHERE m.user_id = $1 AND m.project_id > $2 ORDER BY m.project_id LIMIT $3",
+                    member,
+                    after_id,
+                    limit,
+                )
+            return [pb.Project.FromString(row[0]) for row in rows]
+
+        return await self._read(work)
+
+    async def count_projects(self, member: str | None) -> int:
+        async def work(conn: Connection) -> int:
+            if member is None:
+                return int(await conn.fetchval("SELECT count(*) FROM projects"))
+            return int(await conn.fetchval("SELECT count(*) FROM project_members WHERE user_id = $1", member))
+
+        return await self._read(work)
+
+    async def memberships(self, user: str) -> tuple[dict[str, int], int]:
+        async def work(conn: Connection) -> tuple[dict[str, int], int]:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                head = await conn.fetchval("SELECT head FROM event_log WHERE id = 1")
+                rows = await conn.fetch(
+                    "SELECT project_id, role FROM project_members WHERE user_id = $1", user
+                )
+            return {row[0]: int(row[1]) for row in rows}, int(head)
+
+        return await self._read(work)
+
+    async def project_events(self, after: int, upto: int) -> list[StoredEvent]:
+        async def work(conn: Connection) -> list[StoredEvent]:
+            rows = await conn.fetch(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE event_type = $1 AND sequence > $2 "
+                "AND sequence <= $3 ORDER BY sequence",
+                PROJECT_EVENT,
+                after,
+                upto,
+            )
+            return [_event_from_row(row) for row in rows]
+
+        return await self._read(work)
+
     # -- reads --------------------------------------------------------------------------------
 
     async def get(self, task_id: str) -> pb.Task | None:
@@ -448,7 +617,9 @@ class PostgresStore:
         async def work(conn: Connection) -> tuple[dict[int, int], int]:
             async with conn.transaction(isolation="repeatable_read", readonly=True):
                 head = await conn.fetchval("SELECT head FROM event_log WHERE id = 1")
-                rows = await conn.fetch("SELECT status, count(*) FROM tasks GROUP BY status")
+                rows = await conn.fetch(
+                    "SELECT status, count(*) FROM tasks WHERE deleted_us = 0 GROUP BY status"
+                )
             return {int(row[0]): int(row[1]) for row in rows}, int(head)
 
         return await self._read(work)
@@ -526,4 +697,20 @@ async def _earlier_request(conn: Connection, item: NewTask) -> EarlierRequest:
         bytes(row["request_hash"]),
         pb.Task.FromString(row["response"]),
         pb.Task.FromString(row["body"]) if row["body"] is not None else None,
+    )
+
+
+async def _lock_project(conn: Connection, project_id: str) -> pb.Project:
+    body = await conn.fetchval("SELECT body FROM projects WHERE id = $1 FOR UPDATE", project_id)
+    if body is None:
+        raise NotFound.project(project_id)
+    return pb.Project.FromString(body)
+
+
+async def _write_members(conn: Connection, project: pb.Project) -> None:
+    """Make project_members hold exactly the project's members."""
+    await conn.execute("DELETE FROM project_members WHERE project_id = $1", project.id)
+    await conn.executemany(
+        "INSERT INTO project_members VALUES ($1, $2, $3)",
+        [(member.user, project.id, member.role) for member in project.members],
     )

@@ -26,13 +26,14 @@ import structlog
 
 from taskservice.api import task_service_pb2 as pb
 from taskservice.domain.errors import DomainError, Unavailable
-from taskservice.store.base import StoredEvent
+from taskservice.store.base import ProjectEvent, StoredEvent
 
 log = structlog.get_logger(__name__)
 
 Connection = Any  # asyncpg.Connection or a pool proxy of one; asyncpg ships no usable stubs
 # (event type, task, task before the change, who triggered it): one event to append.
-EventChange = tuple[int, pb.Task, pb.Task | None, str]
+# Or a project's change (store/base.py: ProjectEvent).
+EventChange = tuple[int, pb.Task, pb.Task | None, str] | ProjectEvent
 Op = Callable[[Connection], Awaitable[tuple[Any, list[EventChange]]]]
 Outcome = tuple[Any, BaseException | None]
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from taskservice.api import task_service_pb2 as pb
 from taskservice.domain.paging import PageQuery, TaskFilter
 from taskservice.domain.values import due_key, us_from_timestamp
+from taskservice.domain.visibility import Sight
 
 SORT_COLUMNS = {
     "created_at": "created_us",
@@ -35,10 +36,12 @@ def where(task_filter: TaskFilter, params: Params) -> list[str]:
     f = task_filter
     clauses: list[str] = []
     if f.visible_to is not None:
-        # One placeholder each: SQLite's `?` binds positionally, so a shared one would be one value short.
-        clauses.append(
-            f"(created_by = {params.add(f.visible_to)} OR assigned_to = {params.add(f.visible_to)})"
-        )
+        clauses.append(visible_sql(f.visible_to, params))
+    clauses.append("deleted_us > 0" if f.trashed else "deleted_us = 0")
+    if f.project_ids:
+        clauses.append(f"project_id IN ({params.add_all(f.project_ids)})")
+    if f.parent_ids:
+        clauses.append(f"parent_id IN ({params.add_all(f.parent_ids)})")
     if f.statuses:
         clauses.append(f"status IN ({params.add_all(f.statuses)})")
     if f.priorities:
@@ -55,6 +58,18 @@ def where(task_filter: TaskFilter, params: Params) -> list[str]:
             f"AND l.label IN ({params.add_all(f.labels)}))"
         )
     return clauses
+
+
+def visible_sql(sight: Sight, params: Params) -> str:
+    """`Sight.sees` as SQL: assigned to the user, their personal task, or in one of their projects.
+    One placeholder each: SQLite's `?` binds positionally, so a shared one would be one value short."""
+    parts = [
+        f"assigned_to = {params.add(sight.user)}",
+        f"(project_id = '' AND created_by = {params.add(sight.user)})",
+    ]
+    if sight.projects:
+        parts.append(f"project_id IN ({params.add_all(tuple(sorted(sight.projects)))})")
+    return "(" + " OR ".join(parts) + ")"
 
 
 def page_sql(query: PageQuery, params: Params) -> str:
@@ -83,10 +98,11 @@ def snapshot_sql(task_filter: TaskFilter, params: Params) -> str:
 
 def update_task_sql(style: Callable[[int], str]) -> str:
     """The statement that writes a changed task; its parameters are `update_task_values(task)`."""
-    p = [style(i) for i in range(1, 8)]
+    p = [style(i) for i in range(1, 11)]
     return (
         f"UPDATE tasks SET assigned_to = {p[0]}, status = {p[1]}, priority = {p[2]}, updated_us = {p[3]}, "
-        f"due_key = {p[4]}, body = {p[5]} WHERE id = {p[6]}"
+        f"due_key = {p[4]}, body = {p[5]}, project_id = {p[6]}, parent_id = {p[7]}, deleted_us = {p[8]} "
+        f"WHERE id = {p[9]}"
     )
 
 
@@ -98,6 +114,9 @@ def update_task_values(task: pb.Task) -> tuple[object, ...]:
         us_from_timestamp(task.updated_at),
         due_key(task),
         task.SerializeToString(),
+        task.project_id,
+        task.parent_id,
+        deleted_us(task),
         task.id,
     )
 
@@ -114,4 +133,12 @@ def task_row(task: pb.Task, body: bytes | None = None) -> tuple[object, ...]:
         us_from_timestamp(task.updated_at),
         due_key(task),
         task.SerializeToString() if body is None else body,
+        task.project_id,
+        task.parent_id,
+        deleted_us(task),
     )
+
+
+def deleted_us(task: pb.Task) -> int:
+    """When the task went to the trash (0: it is not there)."""
+    return us_from_timestamp(task.delete_time) if task.HasField("delete_time") else 0

@@ -37,6 +37,8 @@ class TaskCache:
         if not tasks:
             return
         for event in events:
+            if event.is_project:
+                continue
             cached = tasks.get(event.task.id)
             if cached is None:
                 continue

@@ -28,7 +28,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from taskservice.api import task_service_pb2 as pb
-from taskservice.store.base import StoredEvent
+from taskservice.store.base import PROJECT_EVENT, StoredEvent
 from taskservice.telemetry.loopmetrics import LoopCounter, LoopGauge, LoopHistogram, Value
 
 if TYPE_CHECKING:
@@ -113,6 +113,7 @@ _EVENT_TYPES: dict[int, str] = {
     pb.EVENT_TYPE_CREATED: "created",
     pb.EVENT_TYPE_UPDATED: "updated",
     pb.EVENT_TYPE_DELETED: "deleted",
+    PROJECT_EVENT: "project",
 }
 _STATUSES: dict[int, str] = {
     pb.TASK_STATUS_TODO: "todo",

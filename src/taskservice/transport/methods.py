@@ -100,6 +100,11 @@ def task_service_methods(service: TaskService) -> dict[str, Method]:
         await service.delete(caller, request)
         return empty_pb2.Empty()
 
+    async def delete_project(caller: Caller, request: pb.DeleteProjectRequest) -> empty_pb2.Empty:
+        await service.projects.delete(caller, request)
+        return empty_pb2.Empty()
+
+    projects = service.projects
     calls: Mapping[str, Call] = {
         "CreateTask": service.create,
         "GetTask": service.get,
@@ -109,6 +114,13 @@ def task_service_methods(service: TaskService) -> dict[str, Method]:
         "WatchTasks": service.watch,
         "BulkCreateTasks": service.bulk_create,
         "ProcessTaskStream": service.process,
+        "UndeleteTask": service.undelete,
+        "CreateProject": projects.create,
+        "GetProject": projects.get,
+        "UpdateProject": projects.update,
+        "DeleteProject": delete_project,
+        "ListProjects": projects.list,
+        "SetProjectMember": projects.set_member,
     }
     return table(TASK_SERVICE, calls)
 

@@ -13,7 +13,14 @@ from taskservice.api import task_service_pb2 as pb
 from taskservice.domain.errors import NotFound
 from taskservice.domain.values import now_us
 from taskservice.store import sql
-from taskservice.store.base import EarlierRequest, NewTask, StoredEvent
+from taskservice.store.base import (
+    PROJECT_EVENT,
+    EarlierRequest,
+    NewTask,
+    StoredEvent,
+    decode_event,
+    project_event_row,
+)
 
 WAL_BACKSTOP_PAGES = 16_384  # 64 MiB of 4 KiB pages: the writer checkpoints past this by itself
 UPDATE_TASK = sql.update_task_sql(lambda _: "?")
@@ -24,15 +31,7 @@ def qmark(_: int) -> str:
 
 
 def event_from_row(row: tuple[int, int, int, str, bytes, bytes | None]) -> StoredEvent:
-    sequence, event_type, occurred_us, triggered_by, task, previous = row
-    return StoredEvent(
-        sequence=sequence,
-        event_type=event_type,
-        task=pb.Task.FromString(task),
-        previous=pb.Task.FromString(previous) if previous is not None else None,
-        occurred_us=occurred_us,
-        triggered_by=triggered_by,
-    )
+    return decode_event(*row)
 
 
 def connect(path: str, *, durable: bool, readonly: bool = False) -> sqlite3.Connection:
@@ -164,3 +163,32 @@ def append_event(
     )
     assert cursor.lastrowid is not None
     return StoredEvent(cursor.lastrowid, event_type, task, previous, occurred, triggered_by)
+
+
+def append_project_event(
+    conn: sqlite3.Connection, project: pb.Project | None, before: pb.Project | None, triggered_by: str
+) -> StoredEvent:
+    occurred = now_us()
+    project_id, body, previous = project_event_row(project, before)
+    cursor = conn.execute(
+        "INSERT INTO events (event_type, task_id, occurred_us, triggered_by, task, previous) VALUES (?, ?, ?, ?, ?, ?)",
+        (PROJECT_EVENT, project_id, occurred, triggered_by, body, previous),
+    )
+    assert cursor.lastrowid is not None
+    return StoredEvent.of_project(cursor.lastrowid, project, before, occurred, triggered_by)
+
+
+def load_project(conn: sqlite3.Connection, project_id: str) -> pb.Project:
+    row = conn.execute("SELECT body FROM projects WHERE id = ?", (project_id,)).fetchone()
+    if row is None:
+        raise NotFound.project(project_id)
+    return pb.Project.FromString(row[0])
+
+
+def write_members(conn: sqlite3.Connection, project: pb.Project) -> None:
+    """Make project_members hold exactly the project's members."""
+    conn.execute("DELETE FROM project_members WHERE project_id = ?", (project.id,))
+    conn.executemany(
+        "INSERT INTO project_members VALUES (?, ?, ?)",
+        [(member.user, project.id, member.role) for member in project.members],
+    )

@@ -29,15 +29,18 @@ import structlog
 from taskservice.api import task_service_pb2 as pb
 from taskservice.domain.errors import Unavailable
 from taskservice.domain.paging import PageQuery, TaskFilter
-from taskservice.domain.values import now_us
+from taskservice.domain.values import now_us, timestamp_from_us, us_from_timestamp
 from taskservice.store import sql
 from taskservice.store.base import (
+    PROJECT_EVENT,
     Change,
     Check,
     CreateResult,
     EventBounds,
     EventListener,
     NewTask,
+    ProjectChange,
+    ProjectCheck,
     StoredEvent,
 )
 from taskservice.store.counts import CountCache
@@ -228,7 +231,9 @@ class SQLiteStore:
         result: list[CreateResult] = await self.write(op)
         return result
 
-    async def update(self, task_id: str, change: Change, triggered_by: str) -> pb.Task:
+    async def update(
+        self, task_id: str, change: Change, triggered_by: str, event_type: int = pb.EVENT_TYPE_UPDATED
+    ) -> pb.Task:
         def op(conn: sqlite3.Connection) -> tuple[pb.Task, list[StoredEvent]]:
             current = stmt.load_task(conn, task_id)
             updated = change(current)
@@ -238,7 +243,7 @@ class SQLiteStore:
             if list(updated.labels) != list(current.labels):
                 conn.execute("DELETE FROM task_labels WHERE task_id = ?", (task_id,))
                 stmt.insert_labels(conn, updated)
-            return updated, [stmt.append_event(conn, pb.EVENT_TYPE_UPDATED, updated, current, triggered_by)]
+            return updated, [stmt.append_event(conn, event_type, updated, current, triggered_by)]
 
         result: pb.Task = await self.write(op)
         return result
@@ -269,6 +274,136 @@ class SQLiteStore:
 
         result: int = await self.write(op)
         return result
+
+    async def purge_trash(self, deleted_before_us: int) -> int:
+        def op(conn: sqlite3.Connection) -> tuple[int, list[StoredEvent]]:
+            ids = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT id FROM tasks WHERE deleted_us > 0 AND deleted_us < ?", (deleted_before_us,)
+                )
+            ]
+            for task_id in ids:
+                conn.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
+                conn.execute("DELETE FROM task_labels WHERE task_id = ?", (task_id,))
+            return len(ids), []
+
+        purged: int = await self.write(op)
+        if purged:
+            # Purges append no events, so what was kept current from events is rebuilt on demand.
+            self._counts.clear()
+            self._cache.clear()
+        return purged
+
+    # -- projects -----------------------------------------------------------------------------
+
+    async def create_project(self, project: pb.Project, triggered_by: str) -> pb.Project:
+        def op(conn: sqlite3.Connection) -> tuple[pb.Project, list[StoredEvent]]:
+            inserted = conn.execute(
+                "INSERT OR IGNORE INTO projects VALUES (?, ?, ?)",
+                (project.id, us_from_timestamp(project.created_at), project.SerializeToString()),
+            ).rowcount
+            if not inserted:  # a repeated request id: the project its first attempt made
+                return stmt.load_project(conn, project.id), []
+            stmt.write_members(conn, project)
+            return project, [stmt.append_project_event(conn, project, None, triggered_by)]
+
+        result: pb.Project = await self.write(op)
+        return result
+
+    async def get_project(self, project_id: str) -> pb.Project | None:
+        row = self._db.execute("SELECT body FROM projects WHERE id = ?", (project_id,)).fetchone()
+        return pb.Project.FromString(row[0]) if row is not None else None
+
+    async def update_project(self, project_id: str, change: ProjectChange, triggered_by: str) -> pb.Project:
+        def op(conn: sqlite3.Connection) -> tuple[pb.Project, list[StoredEvent]]:
+            current = stmt.load_project(conn, project_id)
+            updated = change(current)
+            if updated is None:
+                return current, []
+            conn.execute(
+                "UPDATE projects SET body = ? WHERE id = ?", (updated.SerializeToString(), project_id)
+            )
+            stmt.write_members(conn, updated)
+            return updated, [stmt.append_project_event(conn, updated, current, triggered_by)]
+
+        result: pb.Project = await self.write(op)
+        return result
+
+    async def delete_project(self, project_id: str, check: ProjectCheck, triggered_by: str) -> pb.Project:
+        def op(conn: sqlite3.Connection) -> tuple[pb.Project, list[StoredEvent]]:
+            current = stmt.load_project(conn, project_id)
+            live = [
+                pb.Task.FromString(row[0])
+                for row in conn.execute(
+                    "SELECT body FROM tasks WHERE project_id = ? AND deleted_us = 0 ORDER BY id",
+                    (project_id,),
+                )
+            ]
+            events: list[StoredEvent] = []
+            if check(current, len(live)):
+                deleted = timestamp_from_us(now_us())
+                for task in live:
+                    trashed = pb.Task()
+                    trashed.CopyFrom(task)
+                    trashed.delete_time.CopyFrom(deleted)
+                    conn.execute(stmt.UPDATE_TASK, sql.update_task_values(trashed))
+                    events.append(stmt.append_event(conn, pb.EVENT_TYPE_DELETED, trashed, task, triggered_by))
+            conn.execute(
+                "DELETE FROM task_labels WHERE task_id IN "
+                "(SELECT id FROM tasks WHERE project_id = ? AND deleted_us > 0)",
+                (project_id,),
+            )
+            conn.execute("DELETE FROM tasks WHERE project_id = ? AND deleted_us > 0", (project_id,))
+            conn.execute("DELETE FROM projects WHERE id = ?", (project_id,))
+            conn.execute("DELETE FROM project_members WHERE project_id = ?", (project_id,))
+            events.append(stmt.append_project_event(conn, None, current, triggered_by))
+            return current, events
+
+        result: pb.Project = await self.write(op)
+        self._counts.clear()  # the purged trash left without events
+        self._cache.clear()
+        return result
+
+    async def list_projects(self, member: str | None, after_id: str, limit: int) -> list[pb.Project]:
+        if member is None:
+            rows = self._db.execute(
+                "SELECT body FROM projects WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
+            )
+        else:
+            rows = self._db.execute(
+                "SELECT p.body FROM project_members m JOIN projects p ON p.id = m.project_id "
+                "WHERE m.user_id = ? AND m.project_id > ? ORDER BY m.project_id LIMIT ?",
+                (member, after_id, limit),
+            )
+        return [pb.Project.FromString(row[0]) for row in rows]
+
+    async def count_projects(self, member: str | None) -> int:
+        if member is None:
+            row = self._db.execute("SELECT count(*) FROM projects").fetchone()
+        else:
+            row = self._db.execute(
+                "SELECT count(*) FROM project_members WHERE user_id = ?", (member,)
+            ).fetchone()
+        return int(row[0])
+
+    async def memberships(self, user: str) -> tuple[dict[str, int], int]:
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            head = stmt.head(db)  # what these rows reflect, though perhaps not yet published
+            rows = db.execute("SELECT project_id, role FROM project_members WHERE user_id = ?", (user,))
+            return {project_id: int(role) for project_id, role in rows}, head
+        finally:
+            db.execute("COMMIT")
+
+    async def project_events(self, after: int, upto: int) -> list[StoredEvent]:
+        rows = self._db.execute(
+            "SELECT sequence, event_type, occurred_us, triggered_by, task, previous FROM events "
+            "WHERE event_type = ? AND sequence > ? AND sequence <= ? ORDER BY sequence",
+            (PROJECT_EVENT, after, upto),
+        )
+        return [stmt.event_from_row(row) for row in rows]
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -311,7 +446,9 @@ class SQLiteStore:
             try:
                 conn.execute("BEGIN")
                 head = stmt.head(conn)
-                rows = conn.execute("SELECT status, count(*) FROM tasks GROUP BY status").fetchall()
+                rows = conn.execute(
+                    "SELECT status, count(*) FROM tasks WHERE deleted_us = 0 GROUP BY status"
+                ).fetchall()
                 conn.execute("COMMIT")
             finally:
                 conn.close()

@@ -1,0 +1,22 @@
+-- Projects with members, subtasks and the trash (CONTRACT §5.1); the same as SQLite's 0002.
+ALTER TABLE tasks ADD COLUMN project_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE tasks ADD COLUMN parent_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE tasks ADD COLUMN deleted_us BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX tasks_by_project ON tasks (project_id, created_us, id);
+CREATE INDEX tasks_by_parent ON tasks (parent_id, created_us, id);
+CREATE INDEX tasks_in_trash ON tasks (deleted_us) WHERE deleted_us > 0;
+
+CREATE TABLE projects (
+    id         TEXT PRIMARY KEY,
+    created_us BIGINT NOT NULL,
+    body       BYTEA NOT NULL
+);
+CREATE TABLE project_members (
+    user_id    TEXT NOT NULL,
+    project_id TEXT NOT NULL,
+    role       INTEGER NOT NULL,
+    PRIMARY KEY (user_id, project_id)
+);
+CREATE INDEX project_members_by_project ON project_members (project_id);
+
+CREATE INDEX events_of_projects ON events (sequence) WHERE event_type = 100;
