@@ -12,6 +12,7 @@ from taskservice.api import task_service_pb2_grpc as rpc
 from tests.pki import Pki, new_pki, tls_server_process
 from tests.postgres import Database, require_postgres
 from tests.servers import ReplicaSet, ServerProcess
+from tests.teams import crew, team  # noqa: F401  (fixtures of the project tests)
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])

@@ -6,98 +6,21 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import grpc
-import pytest
 from google.protobuf import field_mask_pb2
 
-from taskservice.access.auth import mint_token
 from taskservice.api import task_service_pb2 as pb
-from taskservice.api import task_service_pb2_grpc as rpc
-from taskservice.server.config import Settings
-from tests.postgres import Database, require_postgres
 from tests.rpc import expect_code
-from tests.servers import ReplicaSet, ServerProcess, bearer
+from tests.teams import ROLES, Crew, Metadata
 from tests.watching import Watch
 
-Metadata = list[tuple[str, str]]
 OK = grpc.StatusCode.OK
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
 DENIED = grpc.StatusCode.PERMISSION_DENIED
 PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
-ROLES = ("owner", "editor", "viewer", "assignee", "stranger", "admin")
-
-
-@dataclass
-class Team:
-    """Servers requiring tokens, all signed with one shared secret."""
-
-    server: ServerProcess | ReplicaSet
-    secret_file: Path
-
-    def token(self, user: str, admin: bool = False) -> Metadata:
-        return bearer(mint_token(Settings(jwt_secret_file=str(self.secret_file)), user, admin=admin))
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def team(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
-    base = tmp_path_factory.mktemp("team")
-    secret = base / "jwt.secret"
-    secret.write_text(uuid.uuid4().hex + uuid.uuid4().hex)
-    args = ("--auth", "jwt", "--jwt-secret-file", str(secret))
-    if request.param == "sqlite":
-        proc = ServerProcess(base / "sqlite", *args).start()
-        yield Team(proc, secret)
-        proc.stop()
-        return
-    require_postgres()
-    database = Database().create()
-    replicas = ReplicaSet([ServerProcess(base / f"replica{i}", *args, store=database.url) for i in range(2)])
-    try:
-        yield Team(replicas.start(), secret)
-    finally:
-        replicas.stop()
-        database.drop()
-
-
-@dataclass
-class Crew:
-    """One project and a person in each role; `who[role]` is that person's call metadata."""
-
-    stub: rpc.TaskServiceStub
-    project: pb.Project
-    who: dict[str, Metadata]
-    users: dict[str, str]
-
-    def task(self, title: str = "shared work", **fields: Any) -> pb.Task:
-        """A task in the project, created by the owner and assigned to the assignee."""
-        request = pb.CreateTaskRequest(
-            title=title, project_id=self.project.id, assigned_to=self.users["assignee"], **fields
-        )
-        return self.stub.CreateTask(request, metadata=self.who["owner"])
-
-
-@pytest.fixture
-def crew(team: Team) -> Crew:
-    suffix = uuid.uuid4().hex[:8]
-    users = {role: f"{role}-{suffix}" for role in ROLES}
-    who = {role: team.token(user, admin=role == "admin") for role, user in users.items()}
-    stub = team.server.stub()
-    project = stub.CreateProject(
-        pb.CreateProjectRequest(
-            title="Launch",
-            members=[
-                pb.ProjectMember(user=users["editor"], role=pb.PROJECT_ROLE_EDITOR),
-                pb.ProjectMember(user=users["viewer"], role=pb.PROJECT_ROLE_VIEWER),
-            ],
-        ),
-        metadata=who["owner"],
-    )
-    return Crew(stub, project, who, users)
 
 
 def code_of(call: Callable[[], Any]) -> grpc.StatusCode:

@@ -206,6 +206,12 @@ async def _prune_forever(store: TaskStore, settings: Settings) -> None:
                 log.info("events.pruned", removed=removed)
         except Exception:
             log.exception("events.prune_failed")
+        try:
+            purged = await store.purge_trash(now_us() - int(settings.trash_days * 86_400 * 1_000_000))
+            if purged:
+                log.info("trash.purged", purged=purged)
+        except Exception:
+            log.exception("trash.purge_failed")
         await asyncio.sleep(_PRUNE_EVERY)
 
 

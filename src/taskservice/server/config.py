@@ -55,6 +55,9 @@ class Settings:
     grace_period: float = _setting(10.0, "seconds calls in flight may take to finish on SIGTERM")
     event_retention_days: float = _setting(7.0, "days of events kept for after_sequence resume")
     event_retention_count: int = _setting(1_000_000, "most events kept for after_sequence resume")
+    trash_days: float = _setting(
+        30.0, "days a deleted task stays in the trash (UndeleteTask) before it is purged"
+    )
     max_message_bytes: int = _setting(4 * 1024 * 1024, "largest request or response message")
     health_check_interval: float = _setting(
         5.0, "seconds between store checks that drive readiness (/readyz and gRPC health)"
