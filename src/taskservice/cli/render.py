@@ -91,6 +91,15 @@ def task_detail(task: pb.Task) -> Text:
         ("updated", when(task.updated_at)),
         ("version", str(task.version)),
     ]
+    rows += [
+        (name, value)
+        for name, value in (
+            ("project", task.project_id),
+            ("parent", task.parent_id),
+            ("in trash since", when(task.delete_time) if task.HasField("delete_time") else ""),
+        )
+        if value
+    ]
     if task.description:
         rows.insert(2, ("description", task.description))
     rows += [(f"meta {key}", value) for key, value in sorted(task.metadata.items())]

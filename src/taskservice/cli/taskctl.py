@@ -22,7 +22,7 @@ from typing import Any
 import click
 
 from taskservice.api import task_service_pb2 as pb
-from taskservice.cli import bulk, render
+from taskservice.cli import bulk, projects, render
 from taskservice.cli.options import (
     EXIT_FAILED,
     EXIT_USAGE,
@@ -175,6 +175,8 @@ def cli(
 @click.option(
     "--request-id", help="Idempotency key: repeating it returns the first task (default: a fresh one)."
 )
+@click.option("--project", "project_id", default="", help="Create the task in this project.")
+@click.option("--parent", "parent_id", default="", help="Make it a subtask of this task (same project).")
 @output_option
 @pass_session
 def create(
@@ -187,6 +189,8 @@ def create(
     due: Any,
     metadata: tuple[tuple[str, str], ...],
     request_id: str | None,
+    project_id: str,
+    parent_id: str,
 ) -> None:
     """Create a task titled TITLE."""
     task = session.client().create(
@@ -198,17 +202,20 @@ def create(
         due=due,
         metadata=dict(metadata),
         request_id=request_id,
+        project_id=project_id,
+        parent_id=parent_id,
     )
     session.show_task(task)
 
 
 @cli.command()
 @click.argument("task_id", metavar="ID")
+@click.option("--deleted", is_flag=True, help="Show it even if it is in the trash.")
 @output_option
 @pass_session
-def get(session: Session, task_id: str) -> None:
+def get(session: Session, task_id: str, deleted: bool) -> None:
     """Show one task."""
-    session.show_task(session.client().get(task_id))
+    session.show_task(session.client().get(task_id, show_deleted=deleted))
 
 
 @cli.command()
@@ -227,6 +234,8 @@ def get(session: Session, task_id: str) -> None:
 @click.option(
     "--if-version", type=click.IntRange(min=1), help="Fail with ABORTED unless the task is at this version."
 )
+@click.option("--project", "project_id", help="Move it to this project ('' for your personal tasks).")
+@click.option("--parent", "parent_id", help="Make it a subtask of this task ('' for none).")
 @output_option
 @pass_session
 def update(
@@ -242,6 +251,8 @@ def update(
     due: Any,
     metadata: tuple[tuple[str, str], ...],
     if_version: int | None,
+    project_id: str | None,
+    parent_id: str | None,
 ) -> None:
     """Change the given fields of task ID; the others stay as they are."""
     if labels and clear_labels:
@@ -255,6 +266,8 @@ def update(
         "assigned_to": assigned_to,
         "due": due,
         "metadata": dict(metadata) or None,
+        "project_id": project_id,
+        "parent_id": parent_id,
     }
     if all(value is None for value in changes.values()):
         raise click.UsageError("nothing to update: give at least one field option")
@@ -270,12 +283,21 @@ def update(
 @output_option
 @pass_session
 def delete(session: Session, task_id: str, if_version: int | None) -> None:
-    """Delete task ID."""
+    """Move task ID to the trash (`taskctl undelete ID` restores it)."""
     session.client().delete(task_id, expected_version=if_version or 0)
     if session.json:
         click.echo("{}")  # the canonical JSON of google.protobuf.Empty
     else:
         click.echo(f"deleted {task_id}")
+
+
+@cli.command()
+@click.argument("task_id", metavar="ID")
+@output_option
+@pass_session
+def undelete(session: Session, task_id: str) -> None:
+    """Take task ID out of the trash."""
+    session.show_task(session.client().undelete(task_id))
 
 
 # -- many tasks ---------------------------------------------------------------------------------
@@ -290,6 +312,9 @@ def delete(session: Session, task_id: str, if_version: int | None) -> None:
     "--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Show at most N tasks."
 )
 @click.option("--all", "show_all", is_flag=True, help="Show every matching task (pages through them).")
+@click.option("--project", "project_id", default="", help="Only this project's tasks.")
+@click.option("--parent", "parent_id", default="", help="Only the subtasks of this task.")
+@click.option("--trash", is_flag=True, help="List the trash instead.")
 @output_option
 @pass_session
 def list_tasks(
@@ -303,6 +328,9 @@ def list_tasks(
     desc: bool,
     limit: int,
     show_all: bool,
+    project_id: str,
+    parent_id: str,
+    trash: bool,
 ) -> None:
     """List tasks, oldest first unless --sort/--desc say otherwise."""
     most = None if show_all else limit
@@ -315,6 +343,9 @@ def list_tasks(
         order_by=sort,
         descending=desc,
         page_size=min(most or 1000, 1000),
+        project_id=project_id,
+        parent_id=parent_id,
+        show_deleted=trash,
     )
     client = session.client()
     shown: list[pb.Task] = []
@@ -341,6 +372,7 @@ def list_tasks(
 @click.option("--id", "task_ids", multiple=True, help="Only this task (repeatable).")
 @click.option("--initial", is_flag=True, help="First print the current matching tasks (as CREATED).")
 @click.option("--after", type=click.IntRange(min=0), default=0, help="Start after this event sequence.")
+@click.option("--project", "project_ids", multiple=True, help="Only this project's tasks (repeatable).")
 @output_option
 @pass_session
 def watch(
@@ -350,6 +382,7 @@ def watch(
     task_ids: tuple[str, ...],
     initial: bool,
     after: int,
+    project_ids: tuple[str, ...],
 ) -> None:
     """Print task events as they happen, until interrupted.
 
@@ -368,6 +401,7 @@ def watch(
         labels=labels,
         include_initial=initial,
         after_sequence=after,
+        project_ids=project_ids,
         on_retry=on_retry,
     )
     for event in events:
@@ -378,7 +412,7 @@ def watch(
             out.print(render.event_line(event))
 
 
-for command in (bulk.import_tasks, bulk.export_tasks, bulk.batch):
+for command in (bulk.import_tasks, bulk.export_tasks, bulk.batch, projects.project):
     cli.add_command(command)
 
 

@@ -34,7 +34,7 @@ from taskservice.client.policy import (
     credentials,
     is_replayable,
 )
-from taskservice.client.requests import DueLike, PriorityLike, StatusLike
+from taskservice.client.requests import DueLike, PriorityLike, RoleLike, StatusLike
 from taskservice.client.sync import OnRetry
 
 Reply = TypeVar("Reply", bound=Message)
@@ -116,6 +116,8 @@ class AsyncTaskClient:
         due: DueLike = None,
         metadata: Mapping[str, str] | None = None,
         request_id: str | None = None,
+        project_id: str = "",
+        parent_id: str = "",
     ) -> pb.Task:
         request = build.create_request(
             title,
@@ -126,11 +128,81 @@ class AsyncTaskClient:
             due=due,
             metadata=metadata,
             request_id=request_id or str(uuid.uuid4()),
+            project_id=project_id,
+            parent_id=parent_id,
         )
         return await self._call("CreateTask", request, pb.Task, idempotent=True)
 
-    async def get(self, task_id: str) -> pb.Task:
-        return await self._call("GetTask", pb.GetTaskRequest(id=task_id), pb.Task, idempotent=True)
+    async def get(self, task_id: str, *, show_deleted: bool = False) -> pb.Task:
+        """A task; one in the trash only with `show_deleted`."""
+        request = pb.GetTaskRequest(id=task_id, show_deleted=show_deleted)
+        return await self._call("GetTask", request, pb.Task, idempotent=True)
+
+    async def undelete(self, task_id: str) -> pb.Task:
+        """Take a task out of the trash (NOT_FOUND once purged)."""
+        return await self._call("UndeleteTask", pb.UndeleteTaskRequest(id=task_id), pb.Task, idempotent=True)
+
+    # -- projects -----------------------------------------------------------------------------
+
+    async def create_project(
+        self,
+        title: str,
+        *,
+        description: str = "",
+        members: Mapping[str, RoleLike] | None = None,
+        request_id: str | None = None,
+    ) -> pb.Project:
+        """Create a project; you are its owner. `members` maps users to roles ("viewer", "editor",
+        "owner"). Without `request_id` one is generated, which makes retries safe."""
+        request = pb.CreateProjectRequest(
+            title=title,
+            description=description,
+            members=build.members(members or {}),
+            request_id=request_id or str(uuid.uuid4()),
+        )
+        return await self._call("CreateProject", request, pb.Project, idempotent=True)
+
+    async def get_project(self, project_id: str) -> pb.Project:
+        return await self._call(
+            "GetProject", pb.GetProjectRequest(id=project_id), pb.Project, idempotent=True
+        )
+
+    async def update_project(
+        self,
+        project_id: str,
+        *,
+        title: str | None = None,
+        description: str | None = None,
+        expected_version: int = 0,
+    ) -> pb.Project:
+        request = pb.UpdateProjectRequest(
+            id=project_id, title=title, description=description, expected_version=expected_version
+        )
+        return await self._call("UpdateProject", request, pb.Project, idempotent=not expected_version)
+
+    async def delete_project(
+        self, project_id: str, *, force: bool = False, expected_version: int = 0
+    ) -> None:
+        """Delete a project; one that holds tasks only with `force` (its tasks go to the trash)."""
+        request = pb.DeleteProjectRequest(id=project_id, force=force, expected_version=expected_version)
+        await self._call("DeleteProject", request, empty_pb2.Empty, idempotent=False)
+
+    async def list_projects(self, *, page_size: int = 0, page_token: str = "") -> pb.ListProjectsResponse:
+        """One page of the projects you belong to (every project, for an admin)."""
+        request = pb.ListProjectsRequest(page_size=page_size, page_token=page_token)
+        return await self._call("ListProjects", request, pb.ListProjectsResponse, idempotent=True)
+
+    async def set_member(
+        self, project_id: str, user: str, role: RoleLike | None, *, expected_version: int = 0
+    ) -> pb.Project:
+        """Add `user` to the project with `role`, change their role, or (role None) remove them."""
+        request = pb.SetProjectMemberRequest(
+            project_id=project_id,
+            user=user,
+            role=build.role_value(role) if role is not None else pb.PROJECT_ROLE_UNSPECIFIED,  # type: ignore[arg-type]
+            expected_version=expected_version,
+        )
+        return await self._call("SetProjectMember", request, pb.Project, idempotent=True)
 
     async def update(
         self,
@@ -145,6 +217,8 @@ class AsyncTaskClient:
         due: DueLike = None,
         metadata: Mapping[str, str] | None = None,
         expected_version: int = 0,
+        project_id: str | None = None,
+        parent_id: str | None = None,
     ) -> pb.Task:
         request = build.update_request(
             task_id,
@@ -157,6 +231,8 @@ class AsyncTaskClient:
             due=due,
             metadata=metadata,
             expected_version=expected_version,
+            project_id=project_id,
+            parent_id=parent_id,
         )
         return await self._call("UpdateTask", request, pb.Task, idempotent=not expected_version)
 
@@ -192,6 +268,7 @@ class AsyncTaskClient:
         labels: Iterable[str] = (),
         include_initial: bool = False,
         after_sequence: int = 0,
+        project_ids: Iterable[str] = (),
         on_retry: OnRetry | None = None,
     ) -> AsyncGenerator[pb.TaskEvent, None]:
         """Matching events, forever, resuming by itself after UNAVAILABLE (see `TaskClient.watch`)."""
@@ -202,6 +279,7 @@ class AsyncTaskClient:
                 labels=labels,
                 include_initial=include_initial,
                 after_sequence=after_sequence,
+                project_ids=project_ids,
             )
         )
         failures = 0

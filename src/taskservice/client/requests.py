@@ -16,12 +16,14 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from taskservice.api import task_service_pb2 as pb
 
 StatusLike: TypeAlias = "str | int"
+RoleLike: TypeAlias = "str | int"
 PriorityLike: TypeAlias = "str | int"
 DueLike: TypeAlias = "str | datetime | date | Timestamp | None"
 
 STATUS_NAMES = ("todo", "in-progress", "done", "cancelled")
 PRIORITY_NAMES = ("low", "medium", "high", "critical")
 SORT_FIELDS = ("created_at", "updated_at", "priority", "due_date")
+ROLE_NAMES = ("viewer", "editor", "owner")
 
 
 def _enum_value(value: str | int, prefix: str, values: Mapping[str, int], kind: str) -> int:
@@ -34,7 +36,7 @@ def _enum_value(value: str | int, prefix: str, values: Mapping[str, int], kind: 
         key = prefix + key
     number = values.get(key, 0)
     if not number:
-        names = ", ".join(STATUS_NAMES if kind == "status" else PRIORITY_NAMES)
+        names = ", ".join({"status": STATUS_NAMES, "priority": PRIORITY_NAMES}.get(kind, ROLE_NAMES))
         raise ValueError(f"{value!r} is not a valid {kind}; use one of {names}")
     return number
 
@@ -47,6 +49,16 @@ def status_value(value: StatusLike) -> int:
 def priority_value(value: PriorityLike) -> int:
     """`"high"`, `"PRIORITY_HIGH"` or 3 → 3."""
     return _enum_value(value, "PRIORITY_", dict(pb.Priority.items()), "priority")
+
+
+def role_value(value: RoleLike) -> int:
+    """`"editor"`, `"PROJECT_ROLE_EDITOR"` or 2 → 2."""
+    return _enum_value(value, "PROJECT_ROLE_", dict(pb.ProjectRole.items()), "role")
+
+
+def role_name(value: int) -> str:
+    names: dict[int, str] = {number: name for name, number in pb.ProjectRole.items()}
+    return names.get(value, str(value)).removeprefix("PROJECT_ROLE_").lower()
 
 
 def status_name(value: int) -> str:
@@ -95,6 +107,8 @@ def create_request(
     due: DueLike = None,
     metadata: Mapping[str, str] | None = None,
     request_id: str = "",
+    project_id: str = "",
+    parent_id: str = "",
 ) -> pb.CreateTaskRequest:
     request = pb.CreateTaskRequest(
         title=title,
@@ -103,6 +117,8 @@ def create_request(
         assigned_to=assigned_to,
         metadata=dict(metadata or {}),
         request_id=request_id,
+        project_id=project_id,
+        parent_id=parent_id,
     )
     if priority is not None:
         request.priority = priority_value(priority)  # type: ignore[assignment]
@@ -123,6 +139,8 @@ def update_request(
     due: DueLike | str = None,
     metadata: Mapping[str, str] | None = None,
     expected_version: int = 0,
+    project_id: str | None = None,
+    parent_id: str | None = None,
 ) -> pb.UpdateTaskRequest:
     """Only the arguments given change. `labels=[]` clears the labels and `due=""` clears the due
     date: both need an update mask, which then lists every field this update sets."""
@@ -153,6 +171,12 @@ def update_request(
     if metadata:
         request.metadata.update(metadata)
         paths.append("metadata")
+    if project_id is not None:
+        request.project_id = project_id
+        paths.append("project_id")
+    if parent_id is not None:
+        request.parent_id = parent_id
+        paths.append("parent_id")
     clears = (labels is not None and not request.labels) or (due == "")
     if clears:
         request.update_mask.CopyFrom(FieldMask(paths=paths))
@@ -170,8 +194,14 @@ def list_request(
     descending: bool = False,
     page_size: int = 0,
     page_token: str = "",
+    project_id: str = "",
+    parent_id: str = "",
+    show_deleted: bool = False,
 ) -> pb.ListTasksRequest:
     return pb.ListTasksRequest(
+        project_id=project_id,
+        parent_id=parent_id,
+        show_deleted=show_deleted,
         statuses=[status_value(s) for s in statuses],  # type: ignore[misc]
         priorities=[priority_value(p) for p in priorities],  # type: ignore[misc]
         labels=list(labels),
@@ -191,11 +221,18 @@ def watch_request(
     labels: Iterable[str] = (),
     include_initial: bool = False,
     after_sequence: int = 0,
+    project_ids: Iterable[str] = (),
 ) -> pb.WatchTasksRequest:
     return pb.WatchTasksRequest(
+        project_ids=list(project_ids),
         task_ids=list(task_ids),
         statuses=[status_value(s) for s in statuses],  # type: ignore[misc]
         labels=list(labels),
         include_initial=include_initial,
         after_sequence=after_sequence,
     )
+
+
+def members(values: Mapping[str, RoleLike]) -> list[pb.ProjectMember]:
+    """{"bob": "editor"} → [ProjectMember(user="bob", role=EDITOR)]."""
+    return [pb.ProjectMember(user=user, role=role_value(role)) for user, role in values.items()]  # type: ignore[arg-type]

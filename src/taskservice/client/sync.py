@@ -25,7 +25,7 @@ from taskservice.client.policy import (
     credentials,
     is_replayable,
 )
-from taskservice.client.requests import DueLike, PriorityLike, StatusLike
+from taskservice.client.requests import DueLike, PriorityLike, RoleLike, StatusLike
 
 OnRetry = Callable[[TaskServiceError, float], None]
 
@@ -121,6 +121,8 @@ class TaskClient:
         due: DueLike = None,
         metadata: Mapping[str, str] | None = None,
         request_id: str | None = None,
+        project_id: str = "",
+        parent_id: str = "",
     ) -> pb.Task:
         """Create a task. Without `request_id` one is generated, which makes retries safe."""
         request = build.create_request(
@@ -132,11 +134,77 @@ class TaskClient:
             due=due,
             metadata=metadata,
             request_id=request_id or str(uuid.uuid4()),
+            project_id=project_id,
+            parent_id=parent_id,
         )
         return self._call("CreateTask", request, pb.Task, idempotent=True)
 
-    def get(self, task_id: str) -> pb.Task:
-        return self._call("GetTask", pb.GetTaskRequest(id=task_id), pb.Task, idempotent=True)
+    def get(self, task_id: str, *, show_deleted: bool = False) -> pb.Task:
+        """A task; one in the trash only with `show_deleted`."""
+        request = pb.GetTaskRequest(id=task_id, show_deleted=show_deleted)
+        return self._call("GetTask", request, pb.Task, idempotent=True)
+
+    def undelete(self, task_id: str) -> pb.Task:
+        """Take a task out of the trash (NOT_FOUND once purged)."""
+        return self._call("UndeleteTask", pb.UndeleteTaskRequest(id=task_id), pb.Task, idempotent=True)
+
+    # -- projects -----------------------------------------------------------------------------
+
+    def create_project(
+        self,
+        title: str,
+        *,
+        description: str = "",
+        members: Mapping[str, RoleLike] | None = None,
+        request_id: str | None = None,
+    ) -> pb.Project:
+        """Create a project; you are its owner. `members` maps users to roles ("viewer", "editor",
+        "owner"). Without `request_id` one is generated, which makes retries safe."""
+        request = pb.CreateProjectRequest(
+            title=title,
+            description=description,
+            members=build.members(members or {}),
+            request_id=request_id or str(uuid.uuid4()),
+        )
+        return self._call("CreateProject", request, pb.Project, idempotent=True)
+
+    def get_project(self, project_id: str) -> pb.Project:
+        return self._call("GetProject", pb.GetProjectRequest(id=project_id), pb.Project, idempotent=True)
+
+    def update_project(
+        self,
+        project_id: str,
+        *,
+        title: str | None = None,
+        description: str | None = None,
+        expected_version: int = 0,
+    ) -> pb.Project:
+        request = pb.UpdateProjectRequest(
+            id=project_id, title=title, description=description, expected_version=expected_version
+        )
+        return self._call("UpdateProject", request, pb.Project, idempotent=not expected_version)
+
+    def delete_project(self, project_id: str, *, force: bool = False, expected_version: int = 0) -> None:
+        """Delete a project; one that holds tasks only with `force` (its tasks go to the trash)."""
+        request = pb.DeleteProjectRequest(id=project_id, force=force, expected_version=expected_version)
+        self._call("DeleteProject", request, empty_pb2.Empty, idempotent=False)
+
+    def list_projects(self, *, page_size: int = 0, page_token: str = "") -> pb.ListProjectsResponse:
+        """One page of the projects you belong to (every project, for an admin)."""
+        request = pb.ListProjectsRequest(page_size=page_size, page_token=page_token)
+        return self._call("ListProjects", request, pb.ListProjectsResponse, idempotent=True)
+
+    def set_member(
+        self, project_id: str, user: str, role: RoleLike | None, *, expected_version: int = 0
+    ) -> pb.Project:
+        """Add `user` to the project with `role`, change their role, or (role None) remove them."""
+        request = pb.SetProjectMemberRequest(
+            project_id=project_id,
+            user=user,
+            role=build.role_value(role) if role is not None else pb.PROJECT_ROLE_UNSPECIFIED,  # type: ignore[arg-type]
+            expected_version=expected_version,
+        )
+        return self._call("SetProjectMember", request, pb.Project, idempotent=True)
 
     def update(
         self,
@@ -151,6 +219,8 @@ class TaskClient:
         due: DueLike = None,
         metadata: Mapping[str, str] | None = None,
         expected_version: int = 0,
+        project_id: str | None = None,
+        parent_id: str | None = None,
     ) -> pb.Task:
         """Change only the fields given; `labels=[]` and `due=""` clear. ABORTED if the task is
         not at `expected_version` (when non-zero)."""
@@ -165,6 +235,8 @@ class TaskClient:
             due=due,
             metadata=metadata,
             expected_version=expected_version,
+            project_id=project_id,
+            parent_id=parent_id,
         )
         return self._call("UpdateTask", request, pb.Task, idempotent=not expected_version)
 
@@ -209,6 +281,7 @@ class TaskClient:
         labels: Iterable[str] = (),
         include_initial: bool = False,
         after_sequence: int = 0,
+        project_ids: Iterable[str] = (),
         on_retry: OnRetry | None = None,
     ) -> Iterator[pb.TaskEvent]:
         """Matching events, forever. When the stream breaks with UNAVAILABLE (a restart, a network
@@ -221,6 +294,7 @@ class TaskClient:
                 labels=labels,
                 include_initial=include_initial,
                 after_sequence=after_sequence,
+                project_ids=project_ids,
             )
         )
         failures = 0
