@@ -5,6 +5,7 @@ import { COLUMNS, PRIORITY_NAMES, dueToInput, isOverdue } from "./format";
 import type { Task, TaskStatus } from "./gen/taskservice/task_service_pb";
 
 export interface Filters {
+  projectId: string; // "" for every task the caller may see
   q: string;
   priority: number;
   label: string;
@@ -14,11 +15,13 @@ export interface Filters {
 export interface CardActions {
   edit(task: Task): void;
   move(task: Task, status: TaskStatus): void;
+  addSubtask(parent: Task): void;
 }
 
 export function matches(task: Task, f: Filters): boolean {
   const q = f.q.toLowerCase();
   return (
+    (!f.projectId || task.projectId === f.projectId) &&
     (!q || task.title.toLowerCase().includes(q) || task.description.toLowerCase().includes(q)) &&
     (!f.priority || task.priority === f.priority) &&
     (!f.label || task.labels.some((l) => l.toLowerCase() === f.label.toLowerCase())) &&
@@ -30,7 +33,30 @@ function byPriorityThenAge(a: Task, b: Task): number {
   return b.priority - a.priority || Number((a.createdAt?.seconds ?? 0n) - (b.createdAt?.seconds ?? 0n));
 }
 
-function card(task: Task, actions: CardActions): HTMLElement {
+/** A card's subtasks: each with its status and an edit button (they may sit in another column). */
+function subtaskList(children: Task[], actions: CardActions): HTMLElement | null {
+  if (!children.length) return null;
+  return h(
+    "ul",
+    { class: "subtasks", "aria-label": "Subtasks", "data-testid": "subtasks" },
+    ...children.map((child) => {
+      const edit = h("button", { type: "button", class: "link", "aria-label": `Edit ${child.title}` }, "Edit");
+      edit.addEventListener("click", () => actions.edit(child));
+      const status = COLUMNS.find(([s]) => s === child.status)?.[1] ?? "";
+      return h(
+        "li",
+        { "data-testid": "subtask", "data-task-id": child.id },
+        h("span", { class: "subtask-title" }, child.title),
+        " ",
+        h("span", { class: "badge" }, status),
+        " ",
+        edit,
+      );
+    }),
+  );
+}
+
+function card(task: Task, actions: CardActions, children: Task[] = []): HTMLElement {
   const titleId = `task-${task.id}-title`;
   const move = h(
     "select",
@@ -46,6 +72,12 @@ function card(task: Task, actions: CardActions): HTMLElement {
     "Edit",
   );
   edit.addEventListener("click", () => actions.edit(task));
+  const subtask = h(
+    "button",
+    { type: "button", class: "link", "data-testid": "task-add-subtask", "aria-describedby": titleId },
+    "+ Subtask",
+  );
+  subtask.addEventListener("click", () => actions.addSubtask(task));
   const due = dueToInput(task);
   return h(
     "article",
@@ -67,7 +99,8 @@ function card(task: Task, actions: CardActions): HTMLElement {
     task.labels.length
       ? h("ul", { class: "labels", "aria-label": "Labels" }, ...task.labels.map((l) => h("li", {}, l)))
       : null,
-    h("div", { class: "card-actions" }, move, edit),
+    subtaskList(children, actions),
+    h("div", { class: "card-actions" }, move, edit, subtask),
   );
 }
 
@@ -79,16 +112,25 @@ export function renderBoard(
 ): void {
   const focusKey = (document.activeElement as HTMLElement | null)?.dataset?.focusKey;
   const shown = [...tasks].filter((t) => matches(t, filters)).sort(byPriorityThenAge);
+  // A subtask whose parent is on the board is listed under the parent's card, not as a card.
+  const ids = new Set(shown.map((t) => t.id));
+  const children = new Map<string, Task[]>();
+  for (const task of shown) {
+    if (task.parentId && ids.has(task.parentId)) {
+      children.set(task.parentId, [...(children.get(task.parentId) ?? []), task]);
+    }
+  }
+  const cards = shown.filter((t) => !(t.parentId && ids.has(t.parentId)));
   root.replaceChildren(
     ...COLUMNS.map(([status, name]) => {
-      const inColumn = shown.filter((t) => t.status === status);
+      const inColumn = cards.filter((t) => t.status === status);
       const headingId = `column-${status}`;
       return h(
         "section",
         { class: "column", "aria-labelledby": headingId, "data-status": String(status) },
         h("h2", { id: headingId }, name, " ", h("span", { class: "count" }, `(${inColumn.length})`)),
         inColumn.length
-          ? h("div", { class: "cards" }, ...inColumn.map((t) => card(t, actions)))
+          ? h("div", { class: "cards" }, ...inColumn.map((t) => card(t, actions, children.get(t.id))))
           : h("p", { class: "empty" }, "Nothing here."),
       );
     }),

@@ -16,6 +16,7 @@ import {
 } from "./gen/taskservice/task_service_pb";
 import { LiveTasks, type ConnectionState } from "./live";
 import { startMetricsPanel } from "./metrics";
+import { Projects } from "./projects";
 import { adoptTokenFromLocation, clearToken, identity, setToken, token } from "./session";
 import "./style.css";
 
@@ -36,6 +37,7 @@ const editor = byId<HTMLDialogElement>("editor");
 const editForm = byId<HTMLFormElement>("edit-form");
 const signIn = byId("sign-in");
 let live: LiveTasks | null = null;
+const projects = new Projects(client, render, say);
 let editing: Task | null = null;
 let renderPending = false;
 
@@ -45,6 +47,7 @@ function field(form: HTMLFormElement, name: string): HTMLInputElement {
 
 function filters(): Filters {
   return {
+    projectId: projects.current,
     q: field(filterForm, "q").value.trim(),
     priority: Number(field(filterForm, "priority").value) || 0,
     label: field(filterForm, "label").value.trim(),
@@ -57,7 +60,7 @@ function render(): void {
   renderPending = true;
   requestAnimationFrame(() => {
     renderPending = false;
-    renderBoard(columns, live?.tasks.values() ?? [], filters(), { edit: openEditor, move });
+    renderBoard(columns, live?.tasks.values() ?? [], filters(), { edit: openEditor, move, addSubtask });
   });
 }
 
@@ -86,7 +89,33 @@ function showState(state: ConnectionState, detail?: string): void {
 function visible(task: Task): boolean {
   const me = identity();
   if (!me) return true; // no token: the server runs with --auth none and everyone is admin
+  // A project's task is sent only to its members (and assignee); the server sends DELETED when
+  // it leaves the user's sight, so only personal tasks are checked here.
+  if (task.projectId) return true;
   return me.isAdmin || task.createdBy === me.userId || task.assignedTo === me.userId;
+}
+
+function changed(): void {
+  render();
+  projects.refreshSoon(); // a task of a project this board does not list yet: shared with us?
+}
+
+async function addSubtask(parent: Task): Promise<void> {
+  const title = window.prompt(`New subtask of "${parent.title}"`)?.trim();
+  if (!title) return;
+  try {
+    const task = await client.createTask(
+      create(CreateTaskRequestSchema, {
+        title,
+        projectId: parent.projectId,
+        parentId: parent.id,
+        requestId: requestId(),
+      }),
+    );
+    live?.applyLocal(task);
+  } catch (error) {
+    say(explain(error));
+  }
 }
 
 async function move(task: Task, status: TaskStatus): Promise<void> {
@@ -163,6 +192,7 @@ async function submitNewTask(event: SubmitEvent): Promise<void> {
         labels: splitLabels(field(newTask, "labels").value),
         assignedTo: field(newTask, "assignee").value.trim(),
         dueDate: dueFromInput(field(newTask, "due").value),
+        projectId: projects.current,
         requestId: requestId(),
       }),
     );
@@ -183,8 +213,9 @@ function startLive(): void {
   const me = identity();
   byId("who").textContent = me ? `Signed in as ${me.userId}${me.isAdmin ? " (admin)" : ""}` : "";
   byId("sign-out").hidden = !token();
-  live = new LiveTasks(client, { changed: render, state: showState, visible });
+  live = new LiveTasks(client, { changed, state: showState, visible });
   render();
+  projects.start();
   void live.run();
 }
 
@@ -207,6 +238,7 @@ function main(): void {
   });
   byId("sign-out").addEventListener("click", () => {
     clearToken();
+    projects.stop();
     live?.stop();
     live = null;
     render();
