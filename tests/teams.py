@@ -68,7 +68,8 @@ class Crew:
         request = pb.CreateTaskRequest(
             title=title, project_id=self.project.id, assigned_to=self.users["assignee"], **fields
         )
-        return self.stub.CreateTask(request, metadata=self.who["owner"])
+        task: pb.Task = self.stub.CreateTask(request, metadata=self.who["owner"])
+        return task
 
 
 @pytest.fixture

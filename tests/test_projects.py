@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import grpc
@@ -23,16 +24,17 @@ DENIED = grpc.StatusCode.PERMISSION_DENIED
 PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 
 
-def code_of(call: Callable[[], Any]) -> grpc.StatusCode:
+def code_of(call: Callable[..., object], *args: Any, **kwargs: Any) -> grpc.StatusCode:
+    """The status `call(*args, **kwargs)` ends with (OK when it returns)."""
     try:
-        call()
+        call(*args, **kwargs)
     except grpc.RpcError as error:
         return error.code()
     return OK
 
 
 def check_matrix(crew: Crew, expected: dict[str, grpc.StatusCode], call: Callable[[Metadata], Any]) -> None:
-    got = {role: code_of(lambda role=role: call(crew.who[role])) for role in ROLES}
+    got = {role: code_of(call, crew.who[role]) for role in ROLES}
     assert got == expected
 
 
@@ -73,11 +75,11 @@ def test_delete_and_undelete_task(crew: Crew) -> None:
     def undelete(role: str) -> Any:
         return s.UndeleteTask(pb.UndeleteTaskRequest(id=tasks[role].id), metadata=crew.who[role])
 
-    assert {role: code_of(lambda role=role: delete(role)) for role in ROLES} == expected
+    assert {role: code_of(delete, role) for role in ROLES} == expected
     for role, code in expected.items():  # the owner trashes what the others could not
         if code != OK:
             s.DeleteTask(pb.DeleteTaskRequest(id=tasks[role].id), metadata=crew.who["owner"])
-    assert {role: code_of(lambda role=role: undelete(role)) for role in ROLES} == expected
+    assert {role: code_of(undelete, role) for role in ROLES} == expected
 
 
 def test_create_task_in_the_project(crew: Crew) -> None:
@@ -216,12 +218,8 @@ def test_the_last_owner_cannot_leave_or_be_demoted(crew: Crew) -> None:
     s, owner, project_id = crew.stub, crew.who["owner"], crew.project.id
     me = crew.users["owner"]
     for role in (pb.PROJECT_ROLE_UNSPECIFIED, pb.PROJECT_ROLE_EDITOR):
-        expect_code(
-            PRECONDITION,
-            lambda role=role: s.SetProjectMember(
-                pb.SetProjectMemberRequest(project_id=project_id, user=me, role=role), metadata=owner
-            ),
-        )
+        request = pb.SetProjectMemberRequest(project_id=project_id, user=me, role=role)
+        assert code_of(s.SetProjectMember, request, metadata=owner) == PRECONDITION
     s.SetProjectMember(
         pb.SetProjectMemberRequest(
             project_id=project_id, user=crew.users["editor"], role=pb.PROJECT_ROLE_OWNER
@@ -324,12 +322,8 @@ def test_subtask_cycles_are_refused(crew: Crew) -> None:
         pb.CreateTaskRequest(title="c", project_id=crew.project.id, parent_id=b.id), metadata=owner
     )
     for task_id, parent_id in ((a.id, c.id), (a.id, b.id), (a.id, a.id)):
-        error = expect_code(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            lambda task_id=task_id, parent_id=parent_id: s.UpdateTask(
-                pb.UpdateTaskRequest(id=task_id, parent_id=parent_id), metadata=owner
-            ),
-        )
+        move = pb.UpdateTaskRequest(id=task_id, parent_id=parent_id)
+        error = expect_code(grpc.StatusCode.INVALID_ARGUMENT, partial(s.UpdateTask, move, metadata=owner))
         assert "cycle" in error.details()
     assert s.GetTask(pb.GetTaskRequest(id=a.id), metadata=owner).parent_id == ""
 

@@ -12,6 +12,7 @@ from taskservice.access.caller import Caller
 from taskservice.api import task_service_pb2 as pb
 from taskservice.domain.errors import InvalidArgument, Unauthenticated
 from taskservice.domain.paging import PageQuery, PageTokens, TaskFilter
+from taskservice.domain.visibility import Sight
 
 SECRET = b"s" * 32
 NOW = 1_800_000_000.0
@@ -85,7 +86,7 @@ def test_with_several_keys_an_unknown_kid_is_refused() -> None:
 # -- page tokens -----------------------------------------------------------------------------------
 
 ALICE = Caller("alice")
-QUERY = PageQuery(TaskFilter(labels=("x",), visible_to="alice"), "created_at", False, 51)
+QUERY = PageQuery(TaskFilter(labels=("x",), visible_to=Sight("alice")), "created_at", False, 51)
 LAST = pb.Task(id="t-1", title="t")
 LAST.created_at.FromMicroseconds(1_234_567)
 
