@@ -4,6 +4,9 @@ ALTER TABLE tasks ADD COLUMN parent_id TEXT NOT NULL DEFAULT '';
 ALTER TABLE tasks ADD COLUMN deleted_us BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX tasks_by_project ON tasks (project_id, created_us, id);
 CREATE INDEX tasks_by_parent ON tasks (parent_id, created_us, id);
+-- A user's personal tasks (project_id = '') for the visibility rule: by creator within no project,
+-- not all personal tasks of everyone.
+CREATE INDEX tasks_personal_by_creator ON tasks (created_by, project_id, created_us, id);
 CREATE INDEX tasks_in_trash ON tasks (deleted_us) WHERE deleted_us > 0;
 
 CREATE TABLE projects (
