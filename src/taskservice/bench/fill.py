@@ -16,7 +16,8 @@ import sqlite3
 from pathlib import Path
 
 from taskservice.api import task_service_pb2 as pb
-from taskservice.domain.values import due_key, new_task_id
+from taskservice.domain.values import new_task_id
+from taskservice.store import sql
 from taskservice.store.migrations import migrations
 from taskservice.store.sqlite import SQLiteStore
 
@@ -65,22 +66,10 @@ def generate(path: Path, count: int, seed: int = 7) -> None:
             labels: list[tuple[str, str]] = []
             for i in range(start, min(start + _CHUNK, count)):
                 task = _task(rng, i)
-                tasks.append(
-                    (
-                        task.id,
-                        task.created_by,
-                        task.assigned_to,
-                        task.status,
-                        task.priority,
-                        _START_US + i * 1000,
-                        _START_US + i * 1000,
-                        due_key(task),
-                        task.SerializeToString(),
-                    )
-                )
+                tasks.append(sql.task_row(task))  # the store's own column order
                 labels.extend((label, task.id) for label in task.labels)
             conn.execute("BEGIN")
-            conn.executemany("INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", tasks)
+            conn.executemany(f"INSERT INTO tasks VALUES ({', '.join('?' * len(tasks[0]))})", tasks)
             conn.executemany("INSERT OR IGNORE INTO task_labels VALUES (?, ?)", labels)
             conn.execute("COMMIT")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
