@@ -129,7 +129,7 @@ def remove_member(session: Session, project_id: str, user: str) -> None:
 
 @project.command(name="delete")
 @click.argument("project_id", metavar="ID")
-@click.option("--force", is_flag=True, help="Also move the project's tasks to the trash.")
+@click.option("--force", is_flag=True, help="Delete the project's tasks too (for good).")
 @output_option
 @pass_session
 def delete_project(session: Session, project_id: str, force: bool) -> None:

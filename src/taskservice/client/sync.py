@@ -185,7 +185,7 @@ class TaskClient:
         return self._call("UpdateProject", request, pb.Project, idempotent=not expected_version)
 
     def delete_project(self, project_id: str, *, force: bool = False, expected_version: int = 0) -> None:
-        """Delete a project; one that holds tasks only with `force` (its tasks go to the trash)."""
+        """Delete a project; one that holds tasks only with `force` (its tasks are deleted with it, for good)."""
         request = pb.DeleteProjectRequest(id=project_id, force=force, expected_version=expected_version)
         self._call("DeleteProject", request, empty_pb2.Empty, idempotent=False)
 

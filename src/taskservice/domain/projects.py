@@ -172,7 +172,7 @@ class ProjectService:
             if live_tasks and not request.force:
                 raise FailedPrecondition(
                     f"project {current.id!r} still holds {live_tasks} tasks; move or delete them first, "
-                    "or delete with force to move them to the trash"
+                    "or delete with force to delete them with it"
                 )
             return request.force
 

@@ -237,8 +237,8 @@ class TaskStore(Protocol):
 
     async def delete_project(self, project_id: str, check: ProjectCheck, triggered_by: str) -> pb.Project:
         """Delete a project. `check(project, live_tasks)` runs in the transaction, raises to refuse,
-        and returns whether to move its live tasks to the trash (a DELETED event each) first. Its
-        tasks already in the trash are purged. Returns the project as it was."""
+        and returns whether to delete its live tasks too (a DELETED event each); they and its tasks
+        already in the trash are purged. Returns the project as it was."""
 
     async def list_projects(self, member: str | None, after_id: str, limit: int) -> list[pb.Project]:
         """Projects (of which `member` is a member; None: all) with id > `after_id`, by id."""
