@@ -1,4 +1,4 @@
--- Projects with members, subtasks and the trash (CONTRACT §5.1); the same as SQLite's 0002.
+-- Projects with members, subtasks and the trash (CONTRACT §5.1); the same as SQLite's 0004.
 ALTER TABLE tasks ADD COLUMN project_id TEXT NOT NULL DEFAULT '';
 ALTER TABLE tasks ADD COLUMN parent_id TEXT NOT NULL DEFAULT '';
 ALTER TABLE tasks ADD COLUMN deleted_us BIGINT NOT NULL DEFAULT 0;
