@@ -31,7 +31,7 @@ _CHUNK = 20_000
 
 def schema_fingerprint() -> str:
     """Changes whenever a migration does, so a cached database never outlives its schema."""
-    text = "".join(m.name + m.sql for m in migrations("sqlite"))
+    text = "".join(f"{m.version}{m.name}{m.sql}" for m in migrations("sqlite"))
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
