@@ -543,6 +543,23 @@ class TaskService:
         for i, label in enumerate(labels):
             check.text(f"labels[{i}]", label, max_len=self.limits.label_max, min_len=1)
 
+    async def event_view(
+        self, caller: Caller, request: pb.WatchTasksRequest, cursor: int
+    ) -> Callable[[StoredEvent], pb.TaskEvent | bytes | None]:
+        """What `caller` receives for each event after `cursor` under `request`'s filters, read in
+        sequence order: the rule watches and webhooks share for who may see what, with project
+        membership applied at its place in the sequence (raises InvalidArgument for bad filters).
+        Project events themselves yield nothing."""
+        view = WatchView(caller, self._watch_scope(request), await self._roles_at(caller, cursor))
+
+        def seen(event: StoredEvent) -> pb.TaskEvent | bytes | None:
+            if event.is_project:
+                view.membership(event)
+                return None
+            return view.task_event(event)
+
+        return seen
+
     def _watch_scope(self, request: pb.WatchTasksRequest) -> WatchScope:
         check = Checker(self.limits)
         if request.after_sequence < 0:

@@ -26,6 +26,7 @@ from taskservice.domain.service import TaskService
 from taskservice.domain.validation import Limits
 from taskservice.domain.values import now_us
 from taskservice.server.config import Settings, SettingsError
+from taskservice.server.events_out import EventsOut, open_events_out
 from taskservice.server.readiness import Readiness
 from taskservice.store import open_store, redact
 from taskservice.store.base import TaskStore
@@ -36,7 +37,7 @@ from taskservice.transport import grpc as grpc_transport
 from taskservice.transport import http
 from taskservice.transport.grpc_telemetry import Telemetry
 from taskservice.transport.grpcweb import GrpcWebTransport
-from taskservice.transport.methods import task_service_methods
+from taskservice.transport.methods import task_service_methods, webhook_service_methods
 
 log = structlog.get_logger(__name__)
 
@@ -60,6 +61,7 @@ class Server:
     health: health.aio.HealthServicer
     grpc_port: int = 0
     http_port: int = 0
+    events_out: EventsOut | None = None
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -77,6 +79,8 @@ class Server:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self.events_out is not None:
+            await self.events_out.stop()
         await self.store.close()
         metrics.forget_window(self.window)
         tracing.flush()
@@ -101,6 +105,7 @@ async def start(settings: Settings, reuse_port: bool = False) -> Server:
     await window.start()
     limits = Limits(bulk_items_max=settings.max_bulk_items)
     service = TaskService(store, window, PageTokens(await store.secret("page-tokens")), limits)
+    events_out = await open_events_out(settings, store, service, limits)
 
     shutdown = asyncio.Event()
     options = [
@@ -129,7 +134,7 @@ async def start(settings: Settings, reuse_port: bool = False) -> Server:
     telemetry = Telemetry(tracer=tracer)
     grpc_server = grpc.aio.server(options=options)
     observed_server = telemetry.server(grpc_server)
-    api = task_service_methods(service)
+    api = {**task_service_methods(service), **webhook_service_methods(events_out.webhooks)}
     services = grpc_transport.GrpcTransport(api, admission, telemetry, shutdown).handlers()
     grpc_transport.add_to_server(grpc_server, services)
     health_servicer = health.aio.HealthServicer()
@@ -146,7 +151,16 @@ async def start(settings: Settings, reuse_port: bool = False) -> Server:
     http_sock = http.bind(settings.http_addr, reuse_port)
     await grpc_server.start()
 
-    server = Server(settings, store, window, service, grpc_server, health_servicer, shutdown=shutdown)
+    server = Server(
+        settings,
+        store,
+        window,
+        service,
+        grpc_server,
+        health_servicer,
+        events_out=events_out,
+        shutdown=shutdown,
+    )
     server.grpc_port = grpc_port
     server.http_port = http_sock.getsockname()[1]
     for name in ("", *services):
@@ -165,6 +179,7 @@ async def start(settings: Settings, reuse_port: bool = False) -> Server:
     server._tasks.append(asyncio.create_task(_prune_forever(store, settings)))
     server._tasks.append(asyncio.create_task(_count_tasks(task_counts, store)))
     server._tasks.append(asyncio.create_task(readiness.watch(settings.health_check_interval)))
+    events_out.start()
     _tune_gc()
     return server
 

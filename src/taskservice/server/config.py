@@ -73,6 +73,19 @@ class Settings:
         "asyncio event loop: uvloop (faster; asyncio when not installed) or asyncio",
         ("uvloop", "asyncio"),
     )
+    webhook_allow_private: bool = _setting(
+        False, "let webhooks reach loopback, link-local and private addresses (local receivers, tests)"
+    )
+    webhook_retry_window: float = _setting(
+        86_400.0, "seconds a webhook's failing event is retried before the webhook is disabled"
+    )
+    webhook_secret_grace: float = _setting(
+        86_400.0, "seconds a rotated webhook secret keeps signing beside the new one"
+    )
+    export: tuple[str, ...] = _setting(
+        (),
+        "export every event to nats://HOST:PORT/SUBJECT (JetStream) or redis://HOST:PORT/STREAM (repeatable)",
+    )
     workers: int = _setting(
         1, "server processes sharing the gRPC and HTTP ports (SO_REUSEPORT); above 1 needs PostgreSQL"
     )

@@ -121,6 +121,11 @@ class PostgresStore:
         self._closing = False
         self._writer: GroupWriter | None = None
 
+    @property
+    def dsn(self) -> str:
+        """The connection string, for the webhook store that shares this database."""
+        return self._dsn
+
     # -- life cycle ---------------------------------------------------------------------------
 
     async def open(self) -> None:

@@ -21,6 +21,7 @@ from prometheus_client import (
     REGISTRY,
     Counter,
     Gauge,
+    Histogram,
     disable_created_metrics,
     generate_latest,
 )
@@ -260,6 +261,57 @@ def watch_window(window: EventWindow) -> None:
 
 def forget_window(window: EventWindow) -> None:
     _watches.windows.discard(window)
+
+
+WEBHOOK_OUTCOMES = ("success", "failure", "refused", "gone", "expired")
+webhook_deliveries = Counter(
+    "taskservice_webhook_deliveries_total",
+    "Webhook delivery attempts by outcome: success (2xx), failure (retried later), refused (the SSRF "
+    "guard), gone (410: the webhook is disabled), expired (failing for the whole retry window: disabled).",
+    ("outcome",),
+)
+for _outcome in WEBHOOK_OUTCOMES:
+    webhook_deliveries.labels(_outcome)
+export_events = Counter("taskservice_export_events_total", "Events exported to a broker.", ("target",))
+export_delay = Histogram(
+    "taskservice_export_delay_seconds",
+    "Time from an event's commit to the broker's acknowledgement of it.",
+    ("target",),
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+
+
+class _IntegrationCollector(Collector):
+    """Webhook and export lag, read from the running dispatchers and exporters when scraped."""
+
+    def __init__(self) -> None:
+        self.dispatchers: set[Any] = set()  # WebhookDispatcher: .lag(), .delivering
+        self.exporters: set[Any] = set()  # Export: .target, .lag()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        dispatchers = list(self.dispatchers)
+        yield GaugeMetricFamily(
+            "taskservice_webhook_lag_events",
+            "Largest lag of any webhook this server delivers: head sequence minus its cursor.",
+            max((d.lag() for d in dispatchers), default=0),
+        )
+        yield GaugeMetricFamily(
+            "taskservice_webhooks_delivering",
+            "Webhooks this server delivers now (with replicas, each webhook is delivered by one).",
+            sum(d.delivering for d in dispatchers),
+        )
+        lag = GaugeMetricFamily(
+            "taskservice_export_lag_events",
+            "Events committed but not yet acknowledged by the broker, by export target.",
+            labels=["target"],
+        )
+        for exporter in list(self.exporters):
+            lag.add_metric([exporter.target], exporter.lag())
+        yield lag
+
+
+integrations = _IntegrationCollector()
+REGISTRY.register(integrations)
 
 
 def exposition() -> bytes:

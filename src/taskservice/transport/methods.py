@@ -25,6 +25,7 @@ from taskservice.access.caller import Caller
 from taskservice.api import task_service_pb2 as pb
 from taskservice.domain.errors import Unavailable
 from taskservice.domain.service import TaskService
+from taskservice.domain.webhooks import WebhookService
 
 T = TypeVar("T")
 
@@ -34,6 +35,7 @@ Reply = Message | bytes
 Call = Callable[[Caller, Any], Any]
 
 TASK_SERVICE: ServiceDescriptor = pb.DESCRIPTOR.services_by_name["TaskService"]
+WEBHOOK_SERVICE: ServiceDescriptor = pb.DESCRIPTOR.services_by_name["WebhookService"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +125,24 @@ def task_service_methods(service: TaskService) -> dict[str, Method]:
         "SetProjectMember": projects.set_member,
     }
     return table(TASK_SERVICE, calls)
+
+
+def webhook_service_methods(webhooks: WebhookService) -> dict[str, Method]:
+    """WebhookService's methods by path, for every transport."""
+
+    async def delete(caller: Caller, request: pb.DeleteWebhookRequest) -> empty_pb2.Empty:
+        await webhooks.delete(caller, request)
+        return empty_pb2.Empty()
+
+    calls: Mapping[str, Call] = {
+        "CreateWebhook": webhooks.create,
+        "GetWebhook": webhooks.get,
+        "ListWebhooks": webhooks.list,
+        "UpdateWebhook": webhooks.update,
+        "DeleteWebhook": delete,
+        "ListWebhookDeliveries": webhooks.deliveries,
+    }
+    return table(WEBHOOK_SERVICE, calls)
 
 
 def table(service: ServiceDescriptor, calls: Mapping[str, Call]) -> dict[str, Method]:
