@@ -18,6 +18,23 @@ if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; the
   for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
 fi
 
+# NATS with JetStream (127.0.0.1:4222) and Redis (127.0.0.1:6379) for the --export tests, which
+# also start private ones on free ports from the same binaries.
+if ! command -v nats-server >/dev/null && [[ ! -x /usr/sbin/nats-server ]]; then
+  apt_install nats-server || echo "could not install nats-server" >&2
+fi
+if ! command -v redis-server >/dev/null; then
+  apt_install redis-server || echo "could not install redis-server" >&2
+fi
+nats_bin=$(command -v nats-server || echo /usr/sbin/nats-server)
+if [[ -x "$nats_bin" ]] && ! (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; then
+  mkdir -p /var/lib/nats-server
+  nohup "$nats_bin" -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server >/var/log/nats-server.log 2>&1 &
+fi
+if command -v redis-server >/dev/null && ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
+  redis-server --bind 127.0.0.1 --port 6379 --daemonize yes >/dev/null || echo "could not start redis" >&2
+fi
+
 # nginx for tests/test_nginx.py (deploy/nginx.conf); that test skips without it.
 if ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
   apt_install nginx-light || echo "could not install nginx" >&2
