@@ -4,6 +4,7 @@ across a restart of the server and of the broker."""
 from __future__ import annotations
 
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -77,5 +78,11 @@ def test_a_broker_restart_is_survived(broker: BrokerProcess, tmp_path: Path) -> 
         broker.start()
         _bulk(server, 300, "after")
         _check(_wait(read, 900), 900)
+        time.sleep(0.5)
+        with urllib.request.urlopen(f"{server.http_url}/metrics", timeout=5) as answer:
+            exposition = answer.read().decode()
+        target = broker.url(name)  # type: ignore[attr-defined]
+        assert f'taskservice_export_lag_events{{target="{target}"}} 0.0' in exposition
+        assert f'taskservice_export_events_total{{target="{target}"}}' in exposition
     finally:
         server.kill()

@@ -33,12 +33,16 @@ class Snapshot:
     methods: dict[str, MethodStats]
     gauges: dict[str, float]
     tasks: dict[str, float]
+    deliveries: dict[str, float] = field(default_factory=dict)  # webhook attempts by outcome
+    export_lag: dict[str, float] = field(default_factory=dict)  # events behind, by export target
 
 
 def parse(text: str, taken: float) -> Snapshot:
     methods: dict[str, MethodStats] = defaultdict(MethodStats)
     gauges: dict[str, float] = {}
     tasks: dict[str, float] = {}
+    deliveries: dict[str, float] = {}
+    export_lag: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             labels = sample.labels
@@ -52,9 +56,13 @@ def parse(text: str, taken: float) -> Snapshot:
                 stats.buckets[float(labels["le"])] = sample.value
             elif sample.name == "taskservice_tasks":
                 tasks[labels["status"]] = sample.value
+            elif sample.name == "taskservice_webhook_deliveries_total":
+                deliveries[labels["outcome"]] = sample.value
+            elif sample.name == "taskservice_export_lag_events":
+                export_lag[labels["target"]] = sample.value
             elif not labels:
                 gauges[sample.name] = sample.value
-    return Snapshot(taken, dict(methods), gauges, tasks)
+    return Snapshot(taken, dict(methods), gauges, tasks, deliveries, export_lag)
 
 
 def scrape(server: str, timeout: float = 5.0) -> Snapshot:
@@ -128,8 +136,24 @@ def summary(snapshot: Snapshot) -> str:
         f"watchers: {g.get('taskservice_watchers', 0):.0f}   "
         f"max watcher lag: {g.get('taskservice_watcher_lag_events', 0):.0f} events   "
         f"head sequence: {g.get('taskservice_event_head_sequence', 0):.0f}\n"
-        f"tasks: {tasks or '-'}"
+        f"tasks: {tasks or '-'}" + _events_out(snapshot)
     )
+
+
+def _events_out(snapshot: Snapshot) -> str:
+    """Webhook and export lines, when the server has either."""
+    g = snapshot.gauges
+    lines = ""
+    if g.get("taskservice_webhooks_delivering") or any(snapshot.deliveries.values()):
+        outcomes = ", ".join(f"{name} {n:.0f}" for name, n in snapshot.deliveries.items() if n)
+        lines += (
+            f"\nwebhooks delivering: {g.get('taskservice_webhooks_delivering', 0):.0f}   "
+            f"max webhook lag: {g.get('taskservice_webhook_lag_events', 0):.0f} events   "
+            f"attempts: {outcomes or '-'}"
+        )
+    for target, lag in sorted(snapshot.export_lag.items()):
+        lines += f"\nexport {target}: lag {lag:.0f} events"
+    return lines
 
 
 def show(server: str, interval: float, console: Console | None = None) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import click
 
 from taskservice.api import task_service_pb2 as pb
-from taskservice.cli import bulk, projects, render
+from taskservice.cli import bulk, projects, render, webhooks
 from taskservice.cli.options import (
     EXIT_FAILED,
     EXIT_USAGE,
@@ -412,7 +412,7 @@ def watch(
             out.print(render.event_line(event))
 
 
-for command in (bulk.import_tasks, bulk.export_tasks, bulk.batch, projects.project):
+for command in (bulk.import_tasks, bulk.export_tasks, bulk.batch, projects.project, webhooks.webhook):
     cli.add_command(command)
 
 

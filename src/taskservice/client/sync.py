@@ -64,6 +64,7 @@ class TaskClient:
             else grpc.insecure_channel(server, options=CHANNEL_OPTIONS)
         )
         self._stub = rpc.TaskServiceStub(self._channel)
+        self._webhooks = rpc.WebhookServiceStub(self._channel)
         self._metadata = call_metadata(token)
         self.timeout = timeout
         self.retry = retry or Retry()
@@ -77,9 +78,12 @@ class TaskClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: str, request: Message, reply: type[Reply], *, idempotent: bool) -> Reply:
-        """Call a unary method by name; `reply` is its response type (the stub is looked up by name)."""
-        rpc = getattr(self._stub, method)
+    def _call(
+        self, method: str, request: Message, reply: type[Reply], *, idempotent: bool, stub: Any = None
+    ) -> Reply:
+        """Call a unary method by name; `reply` is its response type (the stub is looked up by name;
+        `stub`: another service's, WebhookService's, instead of TaskService's)."""
+        rpc = getattr(stub or self._stub, method)
         return cast(
             Reply,
             self._retrying(
@@ -107,6 +111,60 @@ class TaskClient:
             if delay is None or attempt >= self.retry.attempts or late:
                 raise error
             time.sleep(delay)
+
+    # -- webhooks (WebhookService) -------------------------------------------------------------
+
+    def create_webhook(
+        self,
+        url: str,
+        *,
+        statuses: Iterable[StatusLike] = (),
+        labels: Iterable[str] = (),
+        project_ids: Iterable[str] = (),
+        description: str = "",
+    ) -> pb.Webhook:
+        """Create a webhook; its `secret` is in this answer only."""
+        request = pb.CreateWebhookRequest(
+            url=url,
+            statuses=[build.status_value(s) for s in statuses],  # type: ignore[misc]
+            labels=list(labels),
+            project_ids=list(project_ids),
+            description=description,
+        )
+        return self._call("CreateWebhook", request, pb.Webhook, idempotent=False, stub=self._webhooks)
+
+    def iter_webhooks(self, page_size: int = 100) -> Iterator[pb.Webhook]:
+        """Every webhook the caller owns (an admin: everyone's), page by page."""
+        request = pb.ListWebhooksRequest(page_size=page_size)
+        while True:
+            page = self._call(
+                "ListWebhooks", request, pb.ListWebhooksResponse, idempotent=True, stub=self._webhooks
+            )
+            yield from page.webhooks
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
+
+    def webhook_deliveries(self, webhook_id: str, limit: int = 50) -> list[pb.WebhookDelivery]:
+        """The webhook's most recent delivery attempts, newest first."""
+        request = pb.ListWebhookDeliveriesRequest(webhook_id=webhook_id, page_size=limit)
+        page = self._call(
+            "ListWebhookDeliveries",
+            request,
+            pb.ListWebhookDeliveriesResponse,
+            idempotent=True,
+            stub=self._webhooks,
+        )
+        return list(page.deliveries)
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        self._call(
+            "DeleteWebhook",
+            pb.DeleteWebhookRequest(id=webhook_id),
+            empty_pb2.Empty,
+            idempotent=False,
+            stub=self._webhooks,
+        )
 
     # -- unary --------------------------------------------------------------------------------
 
