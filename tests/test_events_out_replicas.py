@@ -1,5 +1,5 @@
-"""Webhooks with replicas on PostgreSQL: exactly one replica delivers a webhook, and when it is
-killed another picks the webhook up from its stored cursor."""
+"""Webhooks and export with replicas on PostgreSQL: exactly one replica delivers a webhook (or
+exports), and when it is killed another picks up from the stored cursor (or the broker's newest)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 
 from taskservice.api import task_service_pb2 as pb
 from taskservice.api import task_service_pb2_grpc as rpc
+from tests.brokers import Redis, require
 from tests.postgres import Database, require_postgres
 from tests.servers import ServerProcess
 from tests.webhook_receiver import Receiver
@@ -73,3 +74,42 @@ def test_one_replica_delivers_and_another_takes_over(database: Database, tmp_pat
         for replica in replicas:
             replica.kill()
         receiver.close()
+
+
+def _exported(server: ServerProcess) -> float:
+    with urllib.request.urlopen(f"{server.http_url}/metrics", timeout=5) as answer:
+        return sum(
+            float(line.split()[-1])
+            for line in answer.read().decode().splitlines()
+            if line.startswith("taskservice_export_events_total{")
+        )
+
+
+def test_one_replica_exports_and_another_takes_over(database: Database, tmp_path: Path) -> None:
+    require("redis-server")
+    broker = Redis(tmp_path / "redis").start()
+    url = broker.url("replicated")
+    replicas = [ServerProcess(tmp_path / f"r{i}", "--export", url, store=database.url) for i in range(2)]
+    try:
+        for replica in replicas:
+            replica.start()
+        _create(replicas[0], 100, "on r0")
+        _create(replicas[1], 100, "on r1")
+        deadline = time.monotonic() + 30
+        while len(broker.read("replicated")) < 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        exported = [_exported(r) for r in replicas]
+        assert sorted(exported) == [0.0, 200.0], exported
+
+        holder = replicas[exported.index(200.0)]
+        survivor = next(r for r in replicas if r is not holder)
+        holder.kill()
+        _create(survivor, 100, "after the kill")
+        deadline = time.monotonic() + 30
+        while len(broker.read("replicated")) < 300 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [sequence for sequence, _, _ in broker.read("replicated")] == list(range(1, 301))
+    finally:
+        for replica in replicas:
+            replica.kill()
+        broker.stop()
