@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from taskservice.api import task_service_pb2 as pb
+from taskservice.api import task_service_pb2_grpc as rpc
 from tests.e2e.conftest import Board
 
 pytestmark = pytest.mark.browser
@@ -232,3 +233,22 @@ def test_saving_over_a_newer_version_is_refused_not_overwritten(open_page: Any, 
     page.get_by_test_id("edit-title").fill(title + " (mine)")
     page.get_by_test_id("edit-save").click()
     expect(card(page, title + " (mine)")).to_have_count(1)
+
+
+def test_webhooks_panel_lists_only_the_users_own_webhooks(open_page: Any, board: Board) -> None:
+    hooks = rpc.WebhookServiceStub(board.server.channel())
+
+    def create(user: str, url: str) -> None:
+        metadata = [("authorization", f"Bearer {board.token(user)}")] if board.secret else []
+        hooks.CreateWebhook(pb.CreateWebhookRequest(url=url), metadata=metadata)
+
+    mine, theirs = f"https://93.184.215.14/{uuid.uuid4().hex}", f"https://93.184.215.14/{uuid.uuid4().hex}"
+    create("wendy", mine)
+    create("xavier", theirs)
+    page = open_page("wendy")
+    page.get_by_text("Your webhooks").click()
+    rows = page.get_by_test_id("webhook-row")
+    expect(rows.filter(has_text=mine)).to_have_count(1)
+    expect(rows.filter(has_text=mine)).to_contain_text("active")
+    if board.secret:  # under --auth none everyone is the admin, who sees every webhook
+        expect(rows.filter(has_text=theirs)).to_have_count(0)

@@ -14,8 +14,12 @@ const bearer: Interceptor = (next) => async (request) => {
 export type TaskClient = Client<typeof TaskService>;
 
 export function taskClient(baseUrl = window.location.origin): TaskClient {
-  const transport = createGrpcWebTransport({ baseUrl, interceptors: [bearer] });
-  return createClient(TaskService, transport);
+  return createClient(TaskService, apiTransport(baseUrl));
+}
+
+/** gRPC-Web to this page's server, carrying the session's token (any service of the API). */
+export function apiTransport(baseUrl = window.location.origin) {
+  return createGrpcWebTransport({ baseUrl, interceptors: [bearer] });
 }
 
 /** A request id that makes a retried create safe (randomUUID needs a secure context). */

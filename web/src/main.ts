@@ -17,6 +17,7 @@ import {
 import { LiveTasks, type ConnectionState } from "./live";
 import { startMetricsPanel } from "./metrics";
 import { Projects } from "./projects";
+import { startWebhooksPanel } from "./webhooks";
 import { adoptTokenFromLocation, clearToken, identity, setToken, token } from "./session";
 import "./style.css";
 
@@ -247,6 +248,7 @@ function main(): void {
     byId("sign-out").hidden = true;
   });
   startMetricsPanel(byId<HTMLDetailsElement>("metrics"), byId("metrics-body"));
+  startWebhooksPanel(byId<HTMLDetailsElement>("webhooks"), byId("webhooks-body"));
   startLive();
 }
 
