@@ -1,11 +1,13 @@
 """One webhook POST: resolve and check the target, sign, send, and say what happened.
 
 Redirects are never followed (a 3xx is a failed delivery: a redirect could lead past the SSRF
-guard), the whole request has `TIMEOUT` seconds, and the environment's proxy settings are ignored.
+guard), the whole exchange has `TIMEOUT` seconds, the answer's body is never read, and the
+environment's proxy settings are ignored.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
@@ -59,9 +61,11 @@ class Sender:
         }
         request = self._request(target, headers, body)
         try:
-            response = await self._client.send(request)
+            # The whole exchange has TIMEOUT (httpx's own timeouts bound each read, not the sum), and
+            # the answer's body is never read: an endpoint cannot make the server hold a large one.
+            response = await asyncio.wait_for(self._client.send(request, stream=True), TIMEOUT)
             await response.aclose()
-        except httpx.TimeoutException:
+        except (httpx.TimeoutException, TimeoutError):
             return Outcome(False, 0, f"no answer within {TIMEOUT:.0f} s", _ms(started))
         except httpx.HTTPError as error:
             return Outcome(False, 0, f"{type(error).__name__}: {error}"[:_MAX_ERROR], _ms(started))
