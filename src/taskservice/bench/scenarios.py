@@ -25,7 +25,7 @@ from typing import Any
 import grpc
 
 from taskservice.api import task_service_pb2 as pb
-from taskservice.bench import EXTRA_GROUPS, GROUPS, clients, fill, h2load, report, scale, watchdriver
+from taskservice.bench import EXTRA_GROUPS, GROUPS, clients, events, fill, h2load, report, scale, watchdriver
 from taskservice.bench.report import Row, Target
 from taskservice.server.config import Settings
 
@@ -309,6 +309,8 @@ class Bench:
             ceiling.stop()
         if "large" in only:
             self._large(first)
+        if "events" in only:
+            self._events_out(small)
         if "scale" in only:
             self._scale()
         return self.rows
@@ -329,6 +331,19 @@ class Bench:
         seconds = self.plan.round_seconds if self.plan.quick else 10
         for row in scale.ScaleBench(self.postgres, self.workdir, seconds, start, self.say).run():
             self._row(row)
+
+    def _events_out(self, database: Path) -> None:
+        """CreateTask saturated on a server exporting to both brokers and delivering a webhook."""
+        tag = events.new_tag()
+        extra = (*self._server_flags(), *events.flags(tag))
+        copy = fill.copy_database(database, self.workdir / "events.db")
+        server = TaskServer(self.workdir / "events", copy, self.auth, "events", extra, self.server_source)
+        try:
+            token = server.token(fill.OWNER) if self.auth == "jwt" else None
+            for row in events.measure(server.grpc_port, server.http_port, tag, token, self._load(), self.say):
+                self._row(row)
+        finally:
+            server.stop()
 
     def _unaries(self, server: TaskServer, ceiling: CeilingServer, database: Path) -> None:
         ids = _task_ids(database, 64)
