@@ -30,6 +30,9 @@ SCENARIOS = (
     "RSS with 20,000 tasks",
     "ListTasks first page, 20,000 vs 1,000 tasks",
     "ListTasks deep page, 20,000 vs 1,000 tasks",
+    "Export p99 commit→ack, nats (CreateTask saturated)",
+    "Export p99 commit→ack, redis (CreateTask saturated)",
+    "Webhook p99 commit→received (CreateTask saturated)",
 )
 COMPARED_WITH_CEILING = ("CreateTask", "GetTask", "UpdateTask", "BulkCreateTasks", "WatchTasks, 100 watchers")
 
