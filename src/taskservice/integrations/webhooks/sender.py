@@ -1,8 +1,8 @@
 """One webhook POST: resolve and check the target, sign, send, and say what happened.
 
 Redirects are never followed (a 3xx is a failed delivery: a redirect could lead past the SSRF
-guard), the whole exchange has `TIMEOUT` seconds, the answer's body is never read, and the
-environment's proxy settings are ignored.
+guard), the whole exchange has `TIMEOUT` seconds, no more than `MAX_BODY` bytes of an answer are
+read, and the environment's proxy settings are ignored.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from taskservice.integrations.webhooks.retry import parse_retry_after
 from taskservice.integrations.webhooks.ssrf import Refused, Target, UrlGuard
 
 TIMEOUT = 10.0
+MAX_BODY = 64 * 1024
 USER_AGENT = "TaskService-Webhooks/1"
 _MAX_ERROR = 500
 
@@ -61,10 +62,8 @@ class Sender:
         }
         request = self._request(target, headers, body)
         try:
-            # The whole exchange has TIMEOUT (httpx's own timeouts bound each read, not the sum), and
-            # the answer's body is never read: an endpoint cannot make the server hold a large one.
-            response = await asyncio.wait_for(self._client.send(request, stream=True), TIMEOUT)
-            await response.aclose()
+            # The whole exchange has TIMEOUT: httpx's own timeouts bound each read, not their sum.
+            response = await asyncio.wait_for(self._exchange(request), TIMEOUT)
         except (httpx.TimeoutException, TimeoutError):
             return Outcome(False, 0, f"no answer within {TIMEOUT:.0f} s", _ms(started))
         except httpx.HTTPError as error:
@@ -77,6 +76,20 @@ class Sender:
         return Outcome(
             False, status, f"HTTP {status} {reason}".strip()[:_MAX_ERROR], _ms(started), retry_after
         )
+
+    async def _exchange(self, request: httpx.Request) -> httpx.Response:
+        """Send, and read at most `MAX_BODY` bytes of the answer: a short body read to its end keeps
+        the connection for the next delivery, and a long one cannot make the server hold it."""
+        response = await self._client.send(request, stream=True)
+        try:
+            size = 0
+            async for chunk in response.aiter_raw():
+                size += len(chunk)
+                if size > MAX_BODY:
+                    break
+        finally:
+            await response.aclose()
+        return response
 
     def _request(self, target: Target, headers: dict[str, str], body: bytes) -> httpx.Request:
         """The request, sent to the checked address when there is one (Host header and TLS server
