@@ -38,9 +38,17 @@ class BrokerProcess:
     def command(self) -> list[str]:
         raise NotImplementedError
 
+    def url(self, name: str) -> str:
+        """The `--export` URL of the subject or stream `name` on this broker."""
+        raise NotImplementedError
+
+    def read(self, name: str) -> list[tuple[int, str, dict[str, Any]]]:
+        """(sequence, event type, JSON) of everything exported to `name`, in order."""
+        raise NotImplementedError
+
     def start(self) -> BrokerProcess:
-        log = (self.data_dir / "broker.log").open("ab")
-        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log, cwd=self.data_dir)
+        with (self.data_dir / "broker.log").open("ab") as log:  # the child keeps its own copy
+            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log, cwd=self.data_dir)
         _wait_port(self.port)
         return self
 
@@ -73,7 +81,7 @@ class Nats(BrokerProcess):
                 sub = await js.subscribe(subject, ordered_consumer=True)
                 stream = await js.find_stream_name_by_subject(subject)
                 total = (await js.stream_info(stream)).state.messages
-                found = []
+                found: list[tuple[int, str, dict[str, Any]]] = []
                 while len(found) < total:
                     msg = await sub.next_msg(timeout=5)
                     headers = msg.headers or {}
@@ -113,17 +121,13 @@ class Redis(BrokerProcess):
         """(entry id's sequence, event_type, JSON) of every entry of `stream`, in order."""
         import redis
 
-        client = redis.Redis(port=self.port)
+        client = redis.Redis(port=self.port, decode_responses=True)
         try:
-            entries = client.xrange(stream)
+            entries: list[tuple[str, dict[str, str]]] = client.xrange(stream)  # type: ignore[assignment]
         finally:
             client.close()
         return [
-            (
-                int(entry_id.decode().split("-")[0]),
-                fields[b"event_type"].decode(),
-                json.loads(fields[b"event"]),
-            )
+            (int(entry_id.split("-")[0]), fields["event_type"], json.loads(fields["event"]))
             for entry_id, fields in entries
         ]
 

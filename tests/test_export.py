@@ -52,8 +52,8 @@ def _check(found: list[tuple[int, str, dict[str, object]]], count: int) -> None:
 
 def test_ten_thousand_events_in_order_across_a_server_restart(broker: BrokerProcess, tmp_path: Path) -> None:
     name = "tasks.events" if isinstance(broker, Nats) else "taskservice:events"
-    server = ServerProcess(tmp_path / "server", "--export", broker.url(name))  # type: ignore[attr-defined]
-    read = lambda: broker.read(name)  # type: ignore[attr-defined]  # noqa: E731
+    server = ServerProcess(tmp_path / "server", "--export", broker.url(name))
+    read = lambda: broker.read(name)  # noqa: E731
     try:
         server.start()
         _bulk(server, 5_000, "before")
@@ -67,8 +67,8 @@ def test_ten_thousand_events_in_order_across_a_server_restart(broker: BrokerProc
 
 def test_a_broker_restart_is_survived(broker: BrokerProcess, tmp_path: Path) -> None:
     name = "tasks.restart" if isinstance(broker, Nats) else "taskservice:restart"
-    server = ServerProcess(tmp_path / "server", "--export", broker.url(name))  # type: ignore[attr-defined]
-    read = lambda: broker.read(name)  # type: ignore[attr-defined]  # noqa: E731
+    server = ServerProcess(tmp_path / "server", "--export", broker.url(name))
+    read = lambda: broker.read(name)  # noqa: E731
     try:
         server.start()
         _bulk(server, 300, "first")
@@ -81,7 +81,7 @@ def test_a_broker_restart_is_survived(broker: BrokerProcess, tmp_path: Path) -> 
         time.sleep(0.5)
         with urllib.request.urlopen(f"{server.http_url}/metrics", timeout=5) as answer:
             exposition = answer.read().decode()
-        target = broker.url(name)  # type: ignore[attr-defined]
+        target = broker.url(name)
         assert f'taskservice_export_lag_events{{target="{target}"}} 0.0' in exposition
         assert f'taskservice_export_events_total{{target="{target}"}}' in exposition
     finally:

@@ -13,7 +13,7 @@ from google.protobuf import field_mask_pb2
 from taskservice.api import task_service_pb2 as pb
 from taskservice.api import task_service_pb2_grpc as rpc
 from tests.servers import ServerProcess, bearer
-from tests.webhook_receiver import Receiver
+from tests.webhook_receiver import Received, Receiver
 
 
 @pytest.fixture
@@ -42,13 +42,16 @@ class User:
         self.md = bearer(server.token(name, admin=admin))
 
     def create_hook(self, url: str, receiver: Receiver | None = None, **fields: object) -> pb.Webhook:
-        hook = self.hooks.CreateWebhook(pb.CreateWebhookRequest(url=url, **fields), metadata=self.md)  # type: ignore[arg-type]
+        request = pb.CreateWebhookRequest(url=url, **fields)  # type: ignore[arg-type]
+        hook: pb.Webhook = self.hooks.CreateWebhook(request, metadata=self.md)
         if receiver is not None:
             receiver.secrets.append(hook.secret)
         return hook
 
     def create_task(self, title: str, **fields: object) -> pb.Task:
-        return self.tasks.CreateTask(pb.CreateTaskRequest(title=title, **fields), metadata=self.md)  # type: ignore[arg-type]
+        request = pb.CreateTaskRequest(title=title, **fields)  # type: ignore[arg-type]
+        task: pb.Task = self.tasks.CreateTask(request, metadata=self.md)
+        return task
 
 
 def _code(call: object) -> grpc.StatusCode:
@@ -59,7 +62,7 @@ def _code(call: object) -> grpc.StatusCode:
 
 def _events(receiver: Receiver) -> list[tuple[str, str]]:
     """(task id, event type) of each event accepted, each sequence once, in order."""
-    first = {}
+    first: dict[int, Received] = {}
     for r in receiver.accepted:
         first.setdefault(r.id, r)
     return [(r.event["task"]["id"], r.event["eventType"]) for r in first.values()]
@@ -259,7 +262,8 @@ def test_delivery_resumes_after_kill_9(tmp_path: Path) -> None:
 
 
 def _get(user: User, hook_id: str) -> pb.Webhook:
-    return user.hooks.GetWebhook(pb.GetWebhookRequest(id=hook_id), metadata=user.md)
+    hook: pb.Webhook = user.hooks.GetWebhook(pb.GetWebhookRequest(id=hook_id), metadata=user.md)
+    return hook
 
 
 def _wait_until(condition: object, timeout: float = 10.0) -> None:

@@ -21,7 +21,7 @@ class RetryPolicy:
         """Seconds to wait after failed attempt number `attempt` (counted from 1)."""
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.max_delay)
-        ceiling = min(self.max_delay, self.first_delay * 2 ** min(attempt - 1, 30))
+        ceiling = min(self.max_delay, self.first_delay * 2.0 ** min(attempt - 1, 30))
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
