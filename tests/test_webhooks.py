@@ -3,6 +3,7 @@ reference Standard Webhooks library."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -267,11 +268,23 @@ def _get(user: User, hook_id: str) -> pb.Webhook:
 
 
 def _wait_until(condition: object, timeout: float = 10.0) -> None:
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():  # type: ignore[operator]
             return
         time.sleep(0.05)
     raise AssertionError("condition not met in time")
+
+
+def test_a_paused_webhook_resumes_from_its_cursor(hook_server: ServerProcess, receiver: Receiver) -> None:
+    alice = User(hook_server, "alice-pause")
+    hook = alice.create_hook(receiver.url, receiver)
+    alice.create_task("before the pause")
+    receiver.wait_for(1)
+    alice.hooks.UpdateWebhook(pb.UpdateWebhookRequest(id=hook.id, active=False), metadata=alice.md)
+    paused = [alice.create_task(f"while paused {i}").id for i in range(3)]
+    time.sleep(1.5)  # a dispatcher round: nothing may be sent meanwhile
+    assert len(receiver.accepted_ids()) == 1
+    alice.hooks.UpdateWebhook(pb.UpdateWebhookRequest(id=hook.id, active=True), metadata=alice.md)
+    receiver.wait_for(4)
+    assert [task for task, _ in _events(receiver)][1:] == paused
