@@ -1120,7 +1120,9 @@ class Webhook(_message.Message):
     url: _builtins.str
     description: _builtins.str
     secret: _builtins.str
-    """Returned by CreateWebhook only."""
+    """Returned by CreateWebhook, and by UpdateWebhook when its update_mask rotates it (path
+    `secret`); never by GetWebhook or ListWebhooks.
+    """
     active: _builtins.bool
     created_by: _builtins.str
     delivered_sequence: _builtins.int
@@ -1301,6 +1303,10 @@ Global___ListWebhooksResponse: _TypeAlias = ListWebhooksResponse  # noqa: Y015
 
 @_typing.final
 class UpdateWebhookRequest(_message.Message):
+    """Mask paths: `url`, `active`, and `secret` (rotate: a new secret, the old one signing beside it
+    for the server's --webhook-secret-grace).
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
