@@ -35,7 +35,7 @@ from taskservice.domain.validation import PRIORITIES, STATUSES, Checker, Limits,
 from taskservice.domain.values import new_task_id, now_us, timestamp_from_us
 from taskservice.domain.visibility import Permissions, Sight
 from taskservice.domain.watching import WatchScope, WatchView
-from taskservice.store.base import CreateResult, EarlierRequest, NewTask, TaskStore
+from taskservice.store.base import CreateResult, EarlierRequest, NewTask, StoredEvent, TaskStore
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")

@@ -78,9 +78,12 @@ class Export:
         while self._leases.valid():
             self.cursor = cursor
             events = await self._follower.next_batch(cursor, _BATCH)
-            await self.broker.publish(events)
+            # Project membership changes share the log (for replicas and watches) but are no TaskEvents.
+            tasks = [event for event in events if not event.is_project]
+            if tasks:
+                await self.broker.publish(tasks)
             now = now_us()
-            for event in events:
+            for event in tasks:
                 delay.observe(max(now - event.occurred_us, 0) / 1e6)
-            published.inc(len(events))
+            published.inc(len(tasks))
             cursor = events[-1].sequence
