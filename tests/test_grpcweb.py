@@ -277,6 +277,24 @@ def test_client_stream_in_one_body_bulk_creates(server: ServerProcess, tag: str)
     assert response.success_count == 1 and [e.index for e in response.errors] == [1]
 
 
+def test_malformed_command_is_answered_and_the_process_stream_goes_on(
+    server: ServerProcess, tag: str
+) -> None:
+    commands = [
+        frame(pb.TaskCommand(command_id="a", create=pb.CreateTaskRequest(title="before", labels=[tag]))),
+        frame(b"\xff\xff"),
+        frame(pb.TaskCommand(command_id="c", create=pb.CreateTaskRequest(title="after", labels=[tag]))),
+    ]
+    _, reply = call(server.http_url, "ProcessTaskStream", b"".join(commands))
+    assert reply.code == code_pb2.OK, reply.message
+    results = [pb.TaskResult.FromString(message) for message in reply.messages]
+    assert [(r.command_id, r.success, r.code) for r in results] == [
+        ("a", True, 0),
+        ("", False, code_pb2.INVALID_ARGUMENT),
+        ("c", True, 0),
+    ]
+
+
 # -- CORS ----------------------------------------------------------------------------------------
 
 

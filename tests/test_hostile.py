@@ -93,11 +93,27 @@ def test_malformed_message_in_a_stream_ends_it_with_invalid_argument(jwt_server:
             iter([good, b"\x0a\x01\xff"]), metadata=md, timeout=5
         )
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    with pytest.raises(grpc.RpcError) as refused:
-        list(
-            channel.stream_stream(SERVICE + "ProcessTaskStream")(iter([b"\xff\xff"]), metadata=md, timeout=5)
+
+
+def test_malformed_command_is_answered_and_the_process_stream_goes_on(jwt_server: ServerProcess) -> None:
+    """One undecodable TaskCommand gets its own INVALID_ARGUMENT result; the commands after it are
+    still answered, as for any failed command."""
+    channel, md = jwt_server.channel(), bearer(jwt_server.token("streamer"))
+    before = pb.TaskCommand(command_id="a", create=pb.CreateTaskRequest(title="before")).SerializeToString()
+    after = pb.TaskCommand(command_id="c", create=pb.CreateTaskRequest(title="after")).SerializeToString()
+    answers = list(
+        channel.stream_stream(SERVICE + "ProcessTaskStream")(
+            iter([before, b"\xff\xff", after]), metadata=md, timeout=5
         )
-    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    )
+    results = [pb.TaskResult.FromString(answer) for answer in answers]
+    assert [(r.command_id, r.success, r.code) for r in results] == [
+        ("a", True, 0),
+        ("", False, grpc.StatusCode.INVALID_ARGUMENT.value[0]),
+        ("c", True, 0),
+    ]
+    assert "not a valid taskservice.TaskCommand" in results[1].error_message
+    assert results[2].task.title == "after"
 
 
 # -- fuzzing -------------------------------------------------------------------------------------------

@@ -329,10 +329,15 @@ class TaskService:
         return response
 
     async def process(
-        self, caller: Caller, commands: AsyncIterable[pb.TaskCommand]
+        self, caller: Caller, commands: AsyncIterable[pb.TaskCommand | DomainError]
     ) -> AsyncIterator[pb.TaskResult]:
-        """Answer each command in order with one TaskResult; a failed command does not end the stream."""
+        """Answer each command in order with one TaskResult; a failed command does not end the stream.
+        A transport hands over a DomainError in place of a message it could not decode: that command
+        is answered with the error (its command_id unknown, so empty) and the stream goes on."""
         async for command in commands:
+            if isinstance(command, DomainError):
+                yield pb.TaskResult(success=False, error_message=command.message, code=command.code)
+                continue
             result = pb.TaskResult(command_id=command.command_id)
             try:
                 result.task.CopyFrom(await self._run_command(caller, command))

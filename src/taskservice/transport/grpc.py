@@ -183,7 +183,7 @@ class GrpcTransport:
             context: grpc.aio.ServicerContext[Any, Any],
         ) -> AsyncIterator[Message | bytes]:
             try:
-                stream = until_shutdown(shutdown, _well_formed(requests))
+                stream = until_shutdown(shutdown, _errors_in_place(requests))
                 async for reply in method.call(caller, stream):
                     yield reply
             except DomainError as error:
@@ -200,6 +200,13 @@ async def _well_formed(messages: AsyncIterable[M | Malformed]) -> AsyncIterator[
         if isinstance(message, Malformed):
             raise message.error()
         yield message
+
+
+async def _errors_in_place(messages: AsyncIterable[M | Malformed]) -> AsyncIterator[M | DomainError]:
+    """Messages as they come, an undecodable one replaced by its error: a command stream answers
+    that command with the error and goes on."""
+    async for message in messages:
+        yield message.error() if isinstance(message, Malformed) else message
 
 
 def add_to_server(server: Any, services: dict[str, dict[str, grpc.RpcMethodHandler]]) -> None:

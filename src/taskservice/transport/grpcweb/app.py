@@ -205,7 +205,9 @@ class GrpcWebTransport:
     async def _replies(self, method: Method, caller: Caller, payloads: list[bytes]) -> AsyncIterator[Reply]:
         """Call the method's use case in its shape, yielding what goes back to the client."""
         if method.client_streams:
-            request: Any = _messages(method.request_type, self._metered(caller, payloads))
+            # a command stream answers an undecodable command in its place and goes on
+            read = _errors_in_place if method.server_streams else _messages
+            request: Any = read(method.request_type, self._metered(caller, payloads))
             if method.ends_at_shutdown:
                 request = until_shutdown(self._shutdown, request)
         else:
@@ -239,6 +241,18 @@ class GrpcWebTransport:
 async def _messages(request_type: type[Message], payloads: AsyncIterator[bytes]) -> AsyncIterator[Any]:
     async for payload in payloads:
         yield _parse(request_type, payload)
+
+
+async def _errors_in_place(
+    request_type: type[Message], payloads: AsyncIterator[bytes]
+) -> AsyncIterator[Message | DomainError]:
+    """A client stream's messages, one that does not decode replaced by its error, for the use case
+    to answer."""
+    async for payload in payloads:
+        try:
+            yield _parse(request_type, payload)
+        except InvalidArgument as error:
+            yield error
 
 
 async def _disconnect(receive: Receive) -> None:
