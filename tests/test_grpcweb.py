@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import socket
 import struct
 import threading
 import time
@@ -293,6 +294,27 @@ def test_malformed_command_is_answered_and_the_process_stream_goes_on(
         ("", False, code_pb2.INVALID_ARGUMENT),
         ("c", True, 0),
     ]
+
+
+def test_a_request_cut_off_mid_body_is_not_executed(server: ServerProcess, tag: str) -> None:
+    """content-length 1000, one complete CreateTask frame, then the socket closes: a disconnect is
+    not the end of a body, so nothing is created."""
+    body = frame(pb.CreateTaskRequest(title="cut off", labels=[tag]))
+    head = (
+        "POST /taskservice.TaskService/CreateTask HTTP/1.1\r\n"
+        f"host: 127.0.0.1:{server.http_port}\r\n"
+        f"content-type: {BINARY}\r\ncontent-length: 1000\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", server.http_port), timeout=5) as sock:
+        sock.sendall(head.encode() + body)
+        time.sleep(0.3)  # the server has the frame and is waiting for the rest of the body
+    time.sleep(0.5)
+    listed = pb.ListTasksResponse.FromString(
+        call(server.http_url, "ListTasks", frame(pb.ListTasksRequest(labels=[tag])))[1].messages[0]
+    )
+    assert list(listed.tasks) == []
+    _, whole = call(server.http_url, "CreateTask", body)  # the same frame, sent whole, is created
+    assert whole.code == code_pb2.OK
 
 
 # -- CORS ----------------------------------------------------------------------------------------

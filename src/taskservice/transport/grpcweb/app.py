@@ -47,6 +47,10 @@ log = structlog.get_logger(__name__)
 # -- methods --------------------------------------------------------------------------------------
 
 
+class _BodyCutShort(Exception):
+    """The client disconnected before the request body was complete."""
+
+
 def _parse(request_type: type[Message], payload: bytes) -> Message:
     try:
         return request_type.FromString(payload)
@@ -98,7 +102,10 @@ class GrpcWebTransport:
             await _plain(send, 415, "expected application/grpc-web or application/grpc-web-text\n")
             return
         call = _Call(mode, send)
-        body = await self._read_body(receive)
+        try:
+            body = await self._read_body(receive, headers.get("content-length"))
+        except _BodyCutShort:
+            return  # the client left before its request was whole: nothing of it runs
         peer = scope.get("client") or ("", 0)
         responder = asyncio.ensure_future(
             self._respond(call, scope["path"], headers, body, f"{peer[0]}:{peer[1]}")
@@ -115,8 +122,10 @@ class GrpcWebTransport:
             with contextlib.suppress(asyncio.CancelledError):
                 await disconnected
 
-    async def _read_body(self, receive: Receive) -> bytes | None:
-        """The whole request body, or None once it exceeds the message limit (4 MiB by default)."""
+    async def _read_body(self, receive: Receive, content_length: str | None = None) -> bytes | None:
+        """The whole request body, or None once it exceeds the message limit (4 MiB by default).
+        A disconnect before the body's end, or a body shorter than its content-length, raises
+        `_BodyCutShort`: a request cut off mid-body is never executed."""
         chunks: list[bytes] = []
         size = 0
         limit = self._max_message_bytes * 4 // 3 + 64  # text mode inflates by 4/3
@@ -124,7 +133,7 @@ class GrpcWebTransport:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                return None if too_big else b"".join(chunks)
+                raise _BodyCutShort
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
@@ -133,6 +142,8 @@ class GrpcWebTransport:
             elif not too_big:
                 chunks.append(chunk)
             if not message.get("more_body", False):
+                if content_length is not None and content_length.isdigit() and size < int(content_length):
+                    raise _BodyCutShort
                 return None if too_big else b"".join(chunks)
 
     async def _respond(
