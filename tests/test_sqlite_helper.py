@@ -10,6 +10,7 @@ import sqlite3
 from pathlib import Path
 
 from taskservice.api import task_service_pb2 as pb
+from taskservice.domain.errors import AlreadyExists
 from taskservice.store.base import EarlierRequest, NewTask, StoredEvent
 from taskservice.store.sqlite import SQLiteStore
 from taskservice.store.sqlite.writer import WriterTuning
@@ -101,13 +102,13 @@ def test_a_helper_batch_that_fails_fails_as_without_the_helper(tmp_path: Path) -
             failure: BaseException | None = None
             try:
                 await store.create_many(chunk)
-            except sqlite3.IntegrityError as error:
+            except AlreadyExists as error:
                 failure = error
             return failure, await store.create_many(_chunk("d"))  # the helper still serves
         finally:
             await store.close()
 
     failure, after = asyncio.run(scenario())
-    assert isinstance(failure, sqlite3.IntegrityError)
+    assert isinstance(failure, AlreadyExists)
     assert all(isinstance(r, pb.Task) for r in after)
     assert _stored(path) == (1 + WriterTuning().bulk_process_min_tasks,) * 3

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from taskservice.api import task_service_pb2 as pb
-from taskservice.domain.errors import NotFound, Unavailable
+from taskservice.domain.errors import AlreadyExists, NotFound, Unavailable
 from taskservice.domain.paging import TaskFilter
 from taskservice.domain.values import now_us, timestamp_from_us
 from taskservice.store.base import StoredEvent
@@ -87,7 +87,7 @@ def test_a_constraint_violation_fails_only_its_write(tmp_path: Path) -> None:
 
     results = asyncio.run(scenario())
     assert results[0] == "k1" and results[2] == "k2"
-    assert isinstance(results[1], sqlite3.IntegrityError)
+    assert isinstance(results[1], AlreadyExists)  # a constraint failure, by kind
     assert _keys(path) == {"k1", "k2"}
 
 
@@ -148,7 +148,7 @@ def test_a_failing_create_among_merged_ones_fails_alone(tmp_path: Path) -> None:
             await store.close()
 
     results, events = asyncio.run(scenario())
-    assert isinstance(results[1], sqlite3.IntegrityError)
+    assert isinstance(results[1], AlreadyExists)  # a constraint failure, by kind
     assert [e.task.id for e in events] == ["taken", "a", "b"]
     assert [e.sequence for e in events] == [1, 2, 3]
     with sqlite3.connect(path) as conn:

@@ -195,11 +195,17 @@ def signing_secret(settings: Settings) -> bytes:
 
 
 def _generated_secret(path: Path) -> bytes:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """The secret in `path`, created on first use; the data folder is made private (0700)."""
     try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         return _read(str(path)).strip()
+    except OSError as error:
+        raise SettingsError(
+            f"cannot create the JWT secret {path}: {error.strerror}; the data folder must be writable "
+            "the first time (or pass --jwt-secret-file)"
+        ) from None
     with os.fdopen(fd, "w") as file:
         file.write(secrets.token_urlsafe(48) + "\n")
     return _read(str(path)).strip()

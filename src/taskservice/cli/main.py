@@ -11,6 +11,7 @@ import click
 
 from taskservice.bench import EXTRA_GROUPS, GROUPS
 from taskservice.server.config import Settings, SettingsError, env_name
+from taskservice.store.faults import StoreUnusable
 
 
 def _settings_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -55,7 +56,7 @@ def serve(**values: Any) -> None:
 
             raise SystemExit(serve_workers(settings))
         serve_here(settings)
-    except (OSError, SettingsError, ValueError) as error:
+    except (OSError, SettingsError, StoreUnusable, ValueError) as error:
         raise click.ClickException(str(error)) from None
 
 
@@ -130,7 +131,7 @@ def migrate(store: str, data_dir: str) -> None:
 
     try:
         asyncio.run(apply())
-    except (OSError, ValueError) as error:
+    except (OSError, StoreUnusable, ValueError) as error:
         raise click.ClickException(str(error)) from None
     click.echo("migrations applied")
 

@@ -97,7 +97,9 @@ async def start(settings: Settings, reuse_port: bool = False) -> Server:
     )
     tls = _tls_files(settings)
     tracer = tracing.start()
-    store = InstrumentedStore(open_store(settings.store_url, settings.data_dir), tracer)
+    store = InstrumentedStore(
+        open_store(settings.store_url, settings.data_dir, allow_empty=settings.allow_empty_store), tracer
+    )
     await store.open()
     task_counts = metrics.TaskCounts()
     store.subscribe(task_counts.on_events)  # counted in the background once serving (`_count_tasks`)

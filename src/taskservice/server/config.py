@@ -28,6 +28,9 @@ class Settings:
     )
     store: str = _setting("", "sqlite:///PATH, memory:// or postgresql://… (default: sqlite in the data dir)")
     data_dir: str = _setting("./data", "folder for the embedded database and generated keys")
+    allow_empty_store: bool = _setting(
+        False, "start on a zero-byte SQLite database even where a server ran before (a new, empty store)"
+    )
     auth: str = _setting(
         "jwt", "jwt: bearer tokens required; none: everyone is admin (development only)", ("jwt", "none")
     )

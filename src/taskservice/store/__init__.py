@@ -8,12 +8,13 @@ from pathlib import Path
 from taskservice.store.base import TaskStore
 
 
-def open_store(url: str, data_dir: str) -> TaskStore:
-    """`sqlite:///PATH` (relative paths are under data_dir), `memory://`, or `postgresql://…`."""
+def open_store(url: str, data_dir: str, *, allow_empty: bool = False) -> TaskStore:
+    """`sqlite:///PATH` (relative paths are under data_dir), `memory://`, or `postgresql://…`.
+    `allow_empty`: open a zero-byte SQLite file where a server ran before (see sqlite/preflight.py)."""
     from taskservice.store.sqlite import SQLiteStore
 
     if url in ("", "sqlite", "sqlite://"):
-        return SQLiteStore(str(Path(data_dir) / "tasks.db"))
+        return SQLiteStore(str(Path(data_dir) / "tasks.db"), allow_empty=allow_empty)
     if url.startswith("memory:"):
         return SQLiteStore(None, durable=False)
     if url.startswith("sqlite:///"):
@@ -22,7 +23,7 @@ def open_store(url: str, data_dir: str) -> TaskStore:
             path = Path("/" + str(path).lstrip("/"))
         elif not path.is_absolute():
             path = Path(data_dir) / path
-        return SQLiteStore(str(path))
+        return SQLiteStore(str(path), allow_empty=allow_empty)
     if url.startswith(("postgresql://", "postgres://")):
         from taskservice.store.postgres import PostgresStore
 

@@ -17,12 +17,14 @@ written meanwhile, so the order holds.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import shutil
 import sqlite3
 import tempfile
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import structlog
 
@@ -44,7 +46,9 @@ from taskservice.store.base import (
     StoredEvent,
 )
 from taskservice.store.counts import CountCache
+from taskservice.store.faults import StoreFaults, StoreUnusable, sqlite_message
 from taskservice.store.migrations import migrations
+from taskservice.store.sqlite import preflight
 from taskservice.store.sqlite import statements as stmt
 from taskservice.store.sqlite.bulk_process import BulkProcess
 from taskservice.store.sqlite.checkpointer import Checkpointer
@@ -54,12 +58,37 @@ from taskservice.store.taskcache import TaskCache
 log = structlog.get_logger(__name__)
 
 _CHECKPOINT_EVERY_S = 0.2
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _classified(
+    read: Callable[Concatenate[SQLiteStore, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[SQLiteStore, P], Coroutine[Any, Any, R]]:
+    """A read whose database failures reach the caller by kind (see store/faults.py), never raw."""
+
+    @functools.wraps(read)
+    async def run(self: SQLiteStore, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await read(self, *args, **kwargs)
+        except sqlite3.Error as error:
+            log.error("store.read_failed", error=str(error))
+            raise self.faults.sqlite(error) from None
+
+    return run
 
 
 class SQLiteStore:
     """TaskStore on SQLite. `path=None` makes a throw-away store in a temporary folder."""
 
-    def __init__(self, path: str | None, *, durable: bool = True, tuning: WriterTuning | None = None) -> None:
+    def __init__(
+        self,
+        path: str | None,
+        *,
+        durable: bool = True,
+        tuning: WriterTuning | None = None,
+        allow_empty: bool = False,
+    ) -> None:
         self._tmpdir = tempfile.mkdtemp(prefix="taskservice-") if path is None else None
         self.path = path if path is not None else str(Path(self._tmpdir or ".") / "tasks.db")
         self._durable = durable and path is not None
@@ -72,6 +101,8 @@ class SQLiteStore:
         self._counts = CountCache()
         self._cache = TaskCache()
         self._published = 0  # the last event sequence handed to listeners
+        self._allow_empty = allow_empty
+        self.faults = StoreFaults()
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -79,12 +110,23 @@ class SQLiteStore:
         return stmt.connect(self.path, durable=self._durable, readonly=readonly)
 
     async def open(self) -> None:
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(self._migrate)
+        """Check the file (preflight.py), migrate it and start writing; StoreUnusable says in one
+        line why the file cannot be used."""
+        await asyncio.to_thread(preflight.check, self.path, allow_empty=self._allow_empty)
+        try:
+            await asyncio.to_thread(self._migrate)
+        except sqlite3.Error as error:
+            raise StoreUnusable(f"{self.path}: {sqlite_message(error)} ({error})") from None
         bulk = BulkProcess(self.path, self._durable)
         loop = asyncio.get_running_loop()
         self._writer = Writer(
-            self._connect, loop, self._publish, bulk, durable=self._durable, tuning=self._tuning
+            self._connect,
+            loop,
+            self._publish,
+            bulk,
+            durable=self._durable,
+            tuning=self._tuning,
+            faults=self.faults,
         )
         self._writer.start()
         self._checkpointer = Checkpointer(self._connect, _CHECKPOINT_EVERY_S)
@@ -163,8 +205,18 @@ class SQLiteStore:
         return self._writer.submit(op)
 
     async def ping(self) -> None:
-        """Readable, and still the file at `path`: open handles keep working on a database file that
-        was deleted or moved away (a lost volume), but nothing written there would survive a restart."""
+        """Readable, writable and still the file at `path`: open handles keep working on a database
+        file that was deleted or moved away (a lost volume), but nothing written there would survive
+        a restart. A damaged database stays unready; after a failed write (disk full, read-only) a
+        small write is tried, and the store is ready again once one succeeds."""
+        if self.faults.damaged:
+            raise Unavailable(self.faults.damaged)
+        if self.faults.write_failure:
+            failure = self.faults.write_failure
+            try:
+                await self.write(_probe_write)
+            except DomainError:
+                raise Unavailable(failure) from None
         try:
             self._db.execute("SELECT 1 FROM tasks LIMIT 1").fetchall()
         except sqlite3.Error as exc:
@@ -176,6 +228,7 @@ class SQLiteStore:
         if not same_file:
             raise Unavailable(f"{self.path} is no longer the database file this server opened")
 
+    @_classified
     async def secret(self, name: str) -> bytes:
         key = f"secret:{name}"
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -407,6 +460,7 @@ class SQLiteStore:
 
     # -- reads --------------------------------------------------------------------------------
 
+    @_classified
     async def get(self, task_id: str) -> pb.Task | None:
         task = self._cache.get(task_id)
         if task is not None:
@@ -418,11 +472,13 @@ class SQLiteStore:
         self._cache.put(task)
         return task
 
+    @_classified
     async def list_page(self, query: PageQuery) -> list[pb.Task]:
         params = sql.Params(stmt.qmark)
         statement = sql.page_sql(query, params)
         return [pb.Task.FromString(row[0]) for row in self._db.execute(statement, params.values)]
 
+    @_classified
     async def count(self, task_filter: TaskFilter, *, keep: bool = True) -> int:
         cached = self._counts.get(task_filter)
         if cached is not None:
@@ -440,6 +496,7 @@ class SQLiteStore:
             self._counts.put(task_filter, value, head)
         return value
 
+    @_classified
     async def status_counts(self) -> tuple[dict[int, int], int]:
         def read() -> tuple[dict[int, int], int]:
             conn = self._connect(readonly=True)
@@ -456,6 +513,7 @@ class SQLiteStore:
 
         return await asyncio.to_thread(read)
 
+    @_classified
     async def snapshot(self, task_filter: TaskFilter) -> tuple[list[pb.Task], int]:
         params = sql.Params(stmt.qmark)
         statement = sql.snapshot_sql(task_filter, params)
@@ -468,6 +526,7 @@ class SQLiteStore:
             db.execute("COMMIT")
         return tasks, head
 
+    @_classified
     async def events_after(self, sequence: int, limit: int) -> list[StoredEvent]:
         rows = self._db.execute(
             "SELECT sequence, event_type, occurred_us, triggered_by, task, previous FROM events "
@@ -476,6 +535,7 @@ class SQLiteStore:
         )
         return [stmt.event_from_row(row) for row in rows]
 
+    @_classified
     async def event_bounds(self) -> EventBounds:
         """The head is the last event published, not the last committed: a batch is readable from
         the moment its COMMIT returns on the worker thread, a moment before the event loop answers
@@ -487,3 +547,14 @@ class SQLiteStore:
             return EventBounds(horizon=stmt.horizon(db), head=min(stmt.head(db), self._published))
         finally:
             db.execute("COMMIT")
+
+
+_PROBE_BYTES = 256 * 1024  # about the largest task a create or update writes, with its event
+
+
+def _probe_write(conn: sqlite3.Connection) -> tuple[None, list[StoredEvent]]:
+    """A write the size of a large task, left no trace, that tells readiness whether writes succeed
+    again after one failed (a full disk): a tiny write can fit where real ones still fail."""
+    conn.execute("INSERT OR REPLACE INTO meta VALUES ('write_probe', zeroblob(?))", (_PROBE_BYTES,))
+    conn.execute("DELETE FROM meta WHERE key = 'write_probe'")
+    return None, []

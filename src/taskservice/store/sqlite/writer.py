@@ -13,8 +13,9 @@ from typing import Any, Protocol
 import structlog
 
 from taskservice.api import task_service_pb2 as pb
-from taskservice.domain.errors import Unavailable
+from taskservice.domain.errors import DomainError, Unavailable
 from taskservice.store.base import StoredEvent
+from taskservice.store.faults import StoreFaults
 from taskservice.store.sqlite.bulk_process import BulkProcess
 from taskservice.store.sqlite.checkpointer import name_thread
 from taskservice.store.sqlite.statements import insert_created
@@ -125,8 +126,10 @@ class Writer:
         *,
         durable: bool = True,
         tuning: WriterTuning | None = None,
+        faults: StoreFaults | None = None,
     ) -> None:
         self._tuning = tuning or WriterTuning()
+        self._faults = faults or StoreFaults()  # a failed commit's kind, and the next success
         self._commit = self._tuning.commit
         self._connect = connect
         self._bulk = bulk
@@ -237,8 +240,11 @@ class Writer:
             return
         self._in_thread(batch, self._commit, conn, outcomes, events)
 
-    def _fail(self, batch: list[tuple[Op, asyncio.Future[Any]]]) -> None:
-        failure = Unavailable("the task store could not commit the change; retry")
+    def _fail(self, batch: list[tuple[Op, asyncio.Future[Any]]], error: BaseException | None = None) -> None:
+        """Answer every write of the batch with the failure (classified when it is the database's)."""
+        failure: DomainError = Unavailable("the task store could not commit the change; retry")
+        if isinstance(error, sqlite3.Error):
+            failure = self._faults.sqlite(error, writing=True)
         self._finish([(future, None, failure) for _, future in batch], [])
 
     def _in_thread(
@@ -251,7 +257,7 @@ class Writer:
             error = finished.exception()
             if error is not None:
                 log.error("store.commit_failed", error=str(error), batch=len(batch))
-                self._fail(batch)
+                self._fail(batch, error)
             else:
                 self._finish(*finished.result())
 
@@ -317,7 +323,7 @@ class Writer:
             log.error("store.commit_failed", error=str(exc), batch=len(batch))
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            failure = Unavailable("the task store could not commit the change; retry")
+            failure = self._faults.sqlite(exc, writing=True)
             outcomes = [(future, None, failure) for _, future in batch]
             events = []
         return outcomes, events
@@ -369,9 +375,13 @@ class Writer:
     ) -> None:
         if events:
             self._on_commit(events)
+        if any(exc is None for _, _, exc in outcomes):
+            self._faults.wrote()  # a transaction committed: writes can succeed
         for future, value, exc in outcomes:
             if future.cancelled():
                 continue
+            if isinstance(exc, sqlite3.Error):  # an op's own statement failed: say what kind of failure
+                exc = self._faults.sqlite(exc, writing=True)
             if exc is not None:
                 future.set_exception(exc)
             else:
