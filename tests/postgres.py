@@ -28,6 +28,11 @@ def _admin(sql: str) -> None:
     asyncio.run(run())
 
 
+def admin(sql: str) -> None:
+    """Run one statement as the test server's administrator (ALTER DATABASE, pg_terminate_backend)."""
+    _admin(sql)
+
+
 def query(url: str, sql: str, *args: Any) -> list[Any]:
     """Run one query on `url` and return its rows (for checks from outside the server)."""
 

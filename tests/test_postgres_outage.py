@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
 import pytest
 
 from taskservice.api import task_service_pb2 as pb
+from tests.postgres import Database, admin, require_postgres
 from tests.private_postgres import PrivatePostgres
 from tests.servers import ServerProcess
 
@@ -93,3 +97,55 @@ def test_database_restart_under_load_gives_unavailable_then_recovers(tmp_path: P
     finally:
         replica.kill()
         database.destroy()
+
+
+def test_a_database_refusing_connections_is_unavailable_not_internal(tmp_path: Path, tag: str) -> None:
+    """`ALTER DATABASE … ALLOW_CONNECTIONS false` with its sessions ended: every call answers
+    UNAVAILABLE (never INTERNAL) for the whole outage, readiness is off, and both recover."""
+    require_postgres()
+    database = Database().create()
+    replica = ServerProcess(tmp_path / "server", store=database.url)
+    try:
+        replica.start()
+        stub = replica.stub()
+        task = stub.CreateTask(pb.CreateTaskRequest(title="before", labels=[tag]), timeout=10)
+        admin(f'ALTER DATABASE "{database.name}" ALLOW_CONNECTIONS false')
+        admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database.name}'")
+        calls: list[Callable[[], object]] = [
+            lambda: stub.CreateTask(pb.CreateTaskRequest(title="during", labels=[tag]), timeout=10),
+            lambda: stub.GetTask(pb.GetTaskRequest(id=task.id), timeout=10),
+            lambda: stub.ListTasks(pb.ListTasksRequest(labels=[tag]), timeout=10),
+            lambda: stub.UpdateTask(pb.UpdateTaskRequest(id=task.id, title="during"), timeout=10),
+        ]
+        codes: set[grpc.StatusCode] = set()
+        for _ in range(3):
+            for attempt in calls:
+                with pytest.raises(grpc.RpcError) as refused:
+                    attempt()
+                codes.add(refused.value.code())
+            time.sleep(0.5)
+        assert codes == {grpc.StatusCode.UNAVAILABLE}
+        assert http_status(f"{replica.http_url}/readyz") == 503
+
+        admin(f'ALTER DATABASE "{database.name}" ALLOW_CONNECTIONS true')
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                stub.CreateTask(pb.CreateTaskRequest(title="after", labels=[tag]), timeout=10)
+                break
+            except grpc.RpcError as error:
+                assert error.code() == grpc.StatusCode.UNAVAILABLE
+                assert time.monotonic() < deadline, "no recovery"
+                time.sleep(0.3)
+        assert http_status(f"{replica.http_url}/readyz") == 200
+    finally:
+        replica.stop()
+        database.drop()
+
+
+def http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)

@@ -7,7 +7,11 @@ That row lock is taken last and held until commit, so writers number their event
 reader that has seen sequence N never later meets a smaller committed number, on any replica. The same statement
 sends a NOTIFY; each replica LISTENs on a dedicated connection and, when woken, reads the log after
 the last event it delivered, so events committed by other replicas reach its watchers in order.
-Connection failures surface as `Unavailable`; the pool and the listener reconnect on their own.
+Failures are told apart by SQLSTATE class, not exception class (see store/faults.py): connection
+exceptions (08), operator intervention such as an admin shutdown (57P), insufficient resources (53),
+system errors (58), and any failure to get a connection (a database that refuses connections
+answers 55000) surface as `Unavailable`; the pool and the listener reconnect on their own.
+Internal errors (XX: a damaged index or page) are INTERNAL and make the server not ready.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from taskservice.store.base import (
     decode_event,
     project_event_row,
 )
+from taskservice.store.faults import DAMAGED, Kind, StoreFaults
 from taskservice.store.migrations import migrations
 from taskservice.store.postgres_writer import EventChange, GroupWriter, Op, PlainCreates, WriterHooks
 
@@ -59,17 +64,47 @@ _POLL_EVERY = 2.0  # the listener also re-reads the log this often, in case a NO
 _RECONNECT_MAX = 2.0
 _LOG_BATCH = 1000
 
-# Errors that mean "the database is not reachable right now", as opposed to a bug or a bad query.
-_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+# Errors raised on this side of the connection: the connection itself failed.
+_CLIENT_SIDE_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
     asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.exceptions.InsufficientResourcesError,
     asyncpg.exceptions.InternalClientError,
 )
-_RETRYABLE = (asyncpg.exceptions.TransactionRollbackError,)  # serialization failure, deadlock
+_UNAVAILABLE_CLASSES = ("08", "53", "57", "58")  # connection, resources, operator intervention, system
+_RETRYABLE = (asyncpg.exceptions.TransactionRollbackError,)  # class 40: serialization failure, deadlock
+
+
+def kind(error: BaseException) -> Kind:
+    """What a failure means, from its SQLSTATE class (store/faults.py)."""
+    if isinstance(error, _ConnectFailed):
+        return Kind.UNAVAILABLE
+    if isinstance(error, asyncpg.PostgresError):
+        state = str(getattr(error, "sqlstate", "") or "")
+        if state[:2] in _UNAVAILABLE_CLASSES:
+            return Kind.UNAVAILABLE
+        if state[:2] == "23":
+            return Kind.CONSTRAINT
+        if state[:2] == "XX":
+            return Kind.CORRUPTION
+        return Kind.OTHER
+    if isinstance(error, _CLIENT_SIDE_CONNECTION_ERRORS):
+        return Kind.UNAVAILABLE
+    return Kind.OTHER
+
+
+def is_connection_error(error: BaseException) -> bool:
+    return kind(error) is Kind.UNAVAILABLE
+
+
+class _ConnectFailed(Exception):
+    """No connection could be had: whatever the reason (refused, not accepting connections, bad
+    credentials), the store is unavailable, and nothing was sent."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.cause = cause
+
 
 _APPEND_EVENTS = f"""
 WITH log AS (UPDATE event_log SET head = head + $1 WHERE id = 1 RETURNING head),
@@ -120,6 +155,7 @@ class PostgresStore:
         self._follower: asyncio.Task[None] | None = None
         self._closing = False
         self._writer: GroupWriter | None = None
+        self.faults = StoreFaults()
 
     @property
     def dsn(self) -> str:
@@ -143,7 +179,7 @@ class PostgresStore:
                 connection=self._connection,
                 insert_created=_insert_created,
                 append=self._append,
-                is_connection_error=lambda exc: isinstance(exc, _CONNECTION_ERRORS),
+                is_connection_error=is_connection_error,
                 on_connection_error=lambda _: self._db.expire_connections(),
                 deliver=self._deliver,
             )
@@ -175,7 +211,7 @@ class PostgresStore:
                     )
                 log.info("store.migrated", version=migration.version, name=migration.name)
         finally:
-            with contextlib.suppress(*_CONNECTION_ERRORS):
+            with contextlib.suppress(*_CLIENT_SIDE_CONNECTION_ERRORS, asyncpg.PostgresError):
                 await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
             await conn.close()
 
@@ -190,7 +226,7 @@ class PostgresStore:
                 await self._follower
             self._follower = None
         if self._pool is not None:
-            with contextlib.suppress(*_CONNECTION_ERRORS):
+            with contextlib.suppress(*_CLIENT_SIDE_CONNECTION_ERRORS, asyncpg.PostgresError):
                 await asyncio.wait_for(self._pool.close(), 5)
             self._pool = None
 
@@ -273,8 +309,22 @@ class PostgresStore:
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[Connection]:
-        async with self._db.acquire(timeout=_CONNECT_TIMEOUT) as conn:
+        pool = self._db
+        try:
+            conn = await pool.acquire(timeout=_CONNECT_TIMEOUT)
+        except Exception as error:
+            raise _ConnectFailed(error) from error
+        try:
             yield conn
+        finally:
+            await pool.release(conn)
+
+    def _failure(self, error: BaseException) -> DomainError:
+        """The domain error for a failure that is not the database being out of reach."""
+        log.error("store.failed", error=type(error).__name__, detail=str(error)[:200], exc_info=error)
+        if kind(error) is Kind.CORRUPTION:
+            return self.faults.error(Kind.CORRUPTION, DAMAGED)
+        return self.faults.error(kind(error), "internal error")
 
     async def _transaction(self, work: Callable[[Connection], Awaitable[T]], *, retries: int = 2) -> T:
         """Run `work` in a transaction. Connection failures before COMMIT is sent are retried (nothing
@@ -289,7 +339,7 @@ class PostgresStore:
                     try:
                         result = await work(conn)
                     except BaseException:
-                        with contextlib.suppress(*_CONNECTION_ERRORS):
+                        with contextlib.suppress(*_CLIENT_SIDE_CONNECTION_ERRORS, asyncpg.PostgresError):
                             await tx.rollback()
                         raise
                     committing = True
@@ -300,7 +350,9 @@ class PostgresStore:
             except _RETRYABLE as exc:
                 if attempt >= retries:
                     raise _unavailable(exc) from None
-            except _CONNECTION_ERRORS as exc:
+            except Exception as exc:
+                if not is_connection_error(exc):
+                    raise self._failure(exc) from None
                 self._db.expire_connections()
                 if committing or attempt >= retries:
                     raise _unavailable(exc) from None
@@ -312,13 +364,20 @@ class PostgresStore:
             try:
                 async with self._connection() as conn:
                     return await work(conn)
-            except _CONNECTION_ERRORS as exc:
+            except DomainError:
+                raise
+            except Exception as exc:
+                if not is_connection_error(exc):
+                    raise self._failure(exc) from None
                 self._db.expire_connections()
                 if attempt:
                     raise _unavailable(exc) from None
         raise AssertionError("unreachable")
 
     async def ping(self) -> None:
+        if self.faults.damaged:
+            raise Unavailable(self.faults.damaged)
+
         async def probe(conn: Connection) -> None:
             await conn.fetchval("SELECT 1", timeout=_CONNECT_TIMEOUT)
 

@@ -29,7 +29,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import structlog
 
 from taskservice.api import task_service_pb2 as pb
-from taskservice.domain.errors import Unavailable
+from taskservice.domain.errors import DomainError, Unavailable
 from taskservice.domain.paging import PageQuery, TaskFilter
 from taskservice.domain.values import now_us, timestamp_from_us, us_from_timestamp
 from taskservice.store import sql
@@ -67,14 +67,14 @@ def _classified(
 ) -> Callable[Concatenate[SQLiteStore, P], Coroutine[Any, Any, R]]:
     """A read whose database failures reach the caller by kind (see store/faults.py), never raw."""
 
-    @functools.wraps(read)
-    async def run(self: SQLiteStore, *args: P.args, **kwargs: P.kwargs) -> R:
+    async def run(self: SQLiteStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return await read(self, *args, **kwargs)
         except sqlite3.Error as error:
             log.error("store.read_failed", error=str(error))
             raise self.faults.sqlite(error) from None
 
+    functools.update_wrapper(run, read)
     return run
 
 
