@@ -56,6 +56,20 @@ def test_repeated_request_id_returns_the_first_task_and_creates_nothing(
     assert listed.total_count == 1
 
 
+def test_replaying_a_request_id_after_its_task_was_deleted_is_not_found(
+    stub: rpc.TaskServiceStub, tag: str
+) -> None:
+    """A replay returns the task as it now is; once deleted, NOT_FOUND saying so (and still
+    creates nothing): never OK with the deleted task."""
+    first = create(stub, tag, request_id=f"{tag}-replay")
+    updated = stub.UpdateTask(pb.UpdateTaskRequest(id=first.id, title="renamed"))
+    assert create(stub, tag, request_id=f"{tag}-replay") == updated
+    stub.DeleteTask(pb.DeleteTaskRequest(id=first.id))
+    error = expect_code(grpc.StatusCode.NOT_FOUND, lambda: create(stub, tag, request_id=f"{tag}-replay"))
+    assert first.id in (error.details() or "") and "was deleted" in (error.details() or "")
+    assert stub.ListTasks(pb.ListTasksRequest(labels=[tag])).total_count == 0
+
+
 def test_request_id_reused_for_a_different_request_is_refused(stub: rpc.TaskServiceStub, tag: str) -> None:
     create(stub, tag, request_id="req-2", title="one")
     error = expect_code(

@@ -586,15 +586,21 @@ class TaskService:
 
 def _created(item: NewTask, result: CreateResult) -> pb.Task:
     """The task a create answers with. A repeated request_id (AIP-155) gets the task its first
-    request created, as it is now (as created, when it is gone); the same key on a different
-    request is ALREADY_EXISTS."""
+    request created, as it is now; once that task was deleted (gone, or in the trash) the repeat is
+    NOT_FOUND saying so, never the deleted task's content, and creates nothing. The same key on a
+    different request is ALREADY_EXISTS. docs/security.md ("Idempotency") explains the choice."""
     if not isinstance(result, EarlierRequest):
         return result
     if result.request_hash != item.request_hash:
         raise AlreadyExists(
             f"request_id {item.request_id!r} was already used for a different request; use a new request_id"
         )
-    return result.current if result.current is not None else result.created
+    if result.current is None or result.current.HasField("delete_time"):
+        raise NotFound(
+            f"task {result.created.id!r}, which request_id {item.request_id!r} created, was deleted; "
+            "use a new request_id to create another"
+        )
+    return result.current
 
 
 def _require_visible(perms: Permissions, task: pb.Task) -> None:

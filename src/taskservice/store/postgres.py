@@ -456,7 +456,7 @@ class PostgresStore:
             fresh: list[pb.Task] = []
             for item in items:
                 if item.request_id and not await _claim_request(conn, item):
-                    results.append(await _earlier_request(conn, item))
+                    results.append(await _earlier_request(conn, item, fresh))
                     continue
                 fresh.append(item.task)
                 results.append(item.task)
@@ -750,18 +750,20 @@ async def _claim_request(conn: Connection, item: NewTask) -> bool:
     return claimed is not None
 
 
-async def _earlier_request(conn: Connection, item: NewTask) -> EarlierRequest:
+async def _earlier_request(conn: Connection, item: NewTask, fresh: list[pb.Task]) -> EarlierRequest:
+    """What a repeated key found; `fresh` are the tasks this transaction inserts after its loop (a
+    key repeated within one bulk chunk names one of them, not yet in the table)."""
     row = await conn.fetchrow(
         "SELECT k.request_hash, k.response, t.body FROM idempotency_keys k "
         "LEFT JOIN tasks t ON t.id = k.task_id WHERE k.created_by = $1 AND k.request_id = $2",
         item.task.created_by,
         item.request_id,
     )
-    return EarlierRequest(
-        bytes(row["request_hash"]),
-        pb.Task.FromString(row["response"]),
-        pb.Task.FromString(row["body"]) if row["body"] is not None else None,
-    )
+    created = pb.Task.FromString(row["response"])
+    current = pb.Task.FromString(row["body"]) if row["body"] is not None else None
+    if current is None:
+        current = next((task for task in fresh if task.id == created.id), None)
+    return EarlierRequest(bytes(row["request_hash"]), created, current)
 
 
 async def _lock_project(conn: Connection, project_id: str) -> pb.Project:
