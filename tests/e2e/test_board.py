@@ -13,6 +13,7 @@ import pytest
 from taskservice.api import task_service_pb2 as pb
 from taskservice.api import task_service_pb2_grpc as rpc
 from tests.e2e.conftest import Board
+from tests.servers import ROOT
 
 pytestmark = pytest.mark.browser
 
@@ -252,3 +253,28 @@ def test_webhooks_panel_lists_only_the_users_own_webhooks(open_page: Any, board:
     expect(rows.filter(has_text=mine)).to_contain_text("active")
     if board.secret:  # under --auth none everyone is the admin, who sees every webhook
         expect(rows.filter(has_text=theirs)).to_have_count(0)
+
+
+def test_html_in_a_title_is_shown_as_text_never_run(open_page: Any) -> None:
+    """A title and label that are HTML arrive on another user's board as text: no element is made
+    from them and no script runs."""
+    alice, bob = open_page("alice"), open_page("bob")
+    dialogs: list[str] = []
+    bob.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    title = f"<img src=x onerror=alert(1)> {uuid.uuid4().hex[:8]}"
+    create_task(alice, title, assignee="bob", labels="<b>bold</b>")
+    arrived = card(bob, title)
+    expect(arrived).to_have_count(1)
+    expect(arrived).to_contain_text(title)
+    expect(arrived.get_by_role("list", name="Labels")).to_contain_text("<b>bold</b>")
+    assert arrived.locator("img, b").count() == 0
+    bob.wait_for_timeout(300)  # an onerror handler would have fired by now
+    assert dialogs == []
+
+
+def test_board_sources_never_write_html() -> None:
+    """Text reaches the page through textContent and the `h` builder only (web/src/dom.ts)."""
+    sources = (ROOT / "web" / "src").glob("*.ts")
+    risky = ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "DOMParser")
+    found = [(path.name, word) for path in sources for word in risky if word in path.read_text()]
+    assert found == []

@@ -162,7 +162,7 @@ class ImportRun:
 
     def report(self, file: str) -> None:
         for error in sorted(self.rejected, key=lambda e: e.line):
-            click.echo(f"{file}:{error.line}: {error.reason}", err=True)
+            click.echo(f"{file}:{error.line}: {render.plain(error.reason)}", err=True)
         click.echo(f"imported {len(self.created)} tasks; {len(self.rejected)} rows rejected", err=True)
 
 

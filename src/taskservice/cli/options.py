@@ -19,7 +19,7 @@ EXIT_USAGE = 2  # bad flags, file or config: click's own convention
 
 
 def fail(message: str, status: int = EXIT_FAILED) -> NoReturn:
-    click.echo(f"taskctl: {message}", err=True)
+    click.echo(f"taskctl: {render.plain(message)}", err=True)  # server messages quote other people's text
     raise click.exceptions.Exit(status)
 
 

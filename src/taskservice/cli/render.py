@@ -1,9 +1,16 @@
 """How taskctl shows things: Rich tables for people, protobuf canonical JSON (one object per line)
-for programs. Colour only when stdout is a terminal (and NO_COLOR is unset, which Rich honours)."""
+for programs. Colour only when stdout is a terminal (and NO_COLOR is unset, which Rich honours).
+
+Everything that comes from the server is other people's text: it reaches Rich only as `Text`
+(never parsed as markup, so `[link=…]` stays literal and `[/bold]` cannot crash), and with its
+control characters shown as escapes (`plain`), so a title cannot clear the screen, move the cursor
+or reorder what is shown (bidi overrides)."""
 
 from __future__ import annotations
 
+import re
 import sys
+import unicodedata
 from collections.abc import Iterable
 
 import click
@@ -22,6 +29,38 @@ _PRIORITY_STYLE = {"low": "dim", "medium": "", "high": "bold yellow", "critical"
 _EVENT_STYLE = {"CREATED": "green", "UPDATED": "yellow", "DELETED": "red"}
 
 
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def plain(text: str, *, lines: bool = False) -> str:
+    """`text` with every control character (and bidi override) written as an escape, `\\x1b`;
+    newlines stay when `lines` (a description), tabs become spaces."""
+    if text.isprintable():
+        return text
+    out = []
+    for char in text:
+        if char == "\n" and lines:
+            out.append(char)
+        elif char == "\t":
+            out.append(" ")
+        elif unicodedata.category(char) == "Cc" or char in _BIDI_CONTROLS or char in "\u2028\u2029":
+            out.append(_escape(char))
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def shown(text: str, style: str = "") -> Text:
+    """Other people's text for Rich: literal (no markup) and without control characters."""
+    return Text(plain(text), style=style)
+
+
 def console(stderr: bool = False) -> Console:
     """A console that wraps at the terminal's width, and never wraps when writing to a pipe."""
     stream = sys.stderr if stderr else sys.stdout
@@ -30,8 +69,10 @@ def console(stderr: bool = False) -> Console:
 
 
 def to_json(message: Message) -> str:
-    """Protobuf's canonical JSON on one line (what `-o json` prints)."""
-    return json_format.MessageToJson(message, indent=None, ensure_ascii=False)
+    """Protobuf's canonical JSON on one line (what `-o json` prints). JSON already escapes C0
+    controls; DEL, C1 controls and bidi overrides are escaped too (`\\u009b`), the same string."""
+    text = json_format.MessageToJson(message, indent=None, ensure_ascii=False)
+    return _JSON_UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 def print_json(message: Message) -> None:
@@ -64,12 +105,12 @@ def tasks_table(tasks: Iterable[pb.Task]) -> Table:
         table.add_column(column, no_wrap=column == "ID")
     for task in tasks:
         table.add_row(
-            task.id,
-            task.title,
+            shown(task.id),
+            shown(task.title),
             _status(task),
             _priority(task),
-            ",".join(task.labels),
-            task.assigned_to,
+            shown(",".join(task.labels)),
+            shown(task.assigned_to),
             when(task.due_date) if task.HasField("due_date") else "",
             str(task.version),
         )
@@ -79,14 +120,14 @@ def tasks_table(tasks: Iterable[pb.Task]) -> Table:
 def task_detail(task: pb.Task) -> Text:
     """One task as `field  value` lines."""
     rows: list[tuple[str, str | Text]] = [
-        ("id", task.id),
-        ("title", task.title),
+        ("id", plain(task.id)),
+        ("title", plain(task.title)),
         ("status", _status(task)),
         ("priority", _priority(task)),
-        ("labels", ", ".join(task.labels)),
-        ("assigned to", task.assigned_to),
+        ("labels", plain(", ".join(task.labels))),
+        ("assigned to", plain(task.assigned_to)),
         ("due", when(task.due_date) if task.HasField("due_date") else ""),
-        ("created by", task.created_by),
+        ("created by", plain(task.created_by)),
         ("created", when(task.created_at)),
         ("updated", when(task.updated_at)),
         ("version", str(task.version)),
@@ -101,8 +142,8 @@ def task_detail(task: pb.Task) -> Text:
         if value
     ]
     if task.description:
-        rows.insert(2, ("description", task.description))
-    rows += [(f"meta {key}", value) for key, value in sorted(task.metadata.items())]
+        rows.insert(2, ("description", plain(task.description, lines=True)))
+    rows += [(f"meta {plain(key)}", plain(value)) for key, value in sorted(task.metadata.items())]
     width = max(len(name) for name, _ in rows)
     lines = [Text.assemble((name.ljust(width), "bold"), "  ", value) for name, value in rows]
     for line in lines:
@@ -116,11 +157,11 @@ def event_line(event: pb.TaskEvent) -> Text:
     task = event.task
     line = Text(f"#{event.sequence} ")
     line.append(f"{kind:<7}", style=_EVENT_STYLE.get(kind, ""))
-    line.append(f" {task.id} ")
+    line.append(f" {plain(task.id)} ")
     line.append_text(_status(task))
     line.append(" ")
     line.append_text(_priority(task))
-    line.append(f" {task.title!r}")
+    line.append(f' "{plain(task.title)}"')
     if task.labels:
-        line.append(f" [{', '.join(task.labels)}]", style="dim")
+        line.append(f" [{plain(', '.join(task.labels))}]", style="dim")
     return line

@@ -393,7 +393,9 @@ def watch(
 
     def on_retry(error: TaskServiceError, delay: float) -> None:
         where = f"after sequence {last}" if last else "from the start"
-        click.echo(f"taskctl: {error}; reconnecting in {delay:.1f}s, resuming {where}", err=True)
+        click.echo(
+            f"taskctl: {render.plain(str(error))}; reconnecting in {delay:.1f}s, resuming {where}", err=True
+        )
 
     events = session.client().watch(
         task_ids=task_ids,
