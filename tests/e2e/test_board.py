@@ -260,7 +260,12 @@ def test_html_in_a_title_is_shown_as_text_never_run(open_page: Any) -> None:
     from them and no script runs."""
     alice, bob = open_page("alice"), open_page("bob")
     dialogs: list[str] = []
-    bob.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    def on_dialog(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    bob.on("dialog", on_dialog)
     title = f"<img src=x onerror=alert(1)> {uuid.uuid4().hex[:8]}"
     create_task(alice, title, assignee="bob", labels="<b>bold</b>")
     arrived = card(bob, title)

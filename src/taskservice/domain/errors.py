@@ -134,3 +134,25 @@ class Unavailable(DomainError):
 
 class Internal(DomainError):
     code = Code.INTERNAL
+
+
+class BulkInterrupted(DomainError):
+    """A bulk stream that failed part-way, after some of its chunks were committed. Every item
+    before `handled` was either stored (`stored` tasks, first to last id in stream order) or
+    rejected (`rejected`); nothing from `handled` on was stored. The client sees `cause`'s code and
+    details, plus these figures (transport/status.py), and may resend from `handled`."""
+
+    def __init__(
+        self, cause: DomainError, *, handled: int, stored: int, rejected: int, first_id: str, last_id: str
+    ) -> None:
+        super().__init__(
+            f"{cause.message} (the items before index {handled} were handled: {stored} stored, "
+            f"{rejected} rejected; nothing from index {handled} on was stored)"
+        )
+        self.code = cause.code
+        self.cause = cause
+        self.handled = handled
+        self.stored = stored
+        self.rejected = rejected
+        self.first_id = first_id
+        self.last_id = last_id

@@ -17,11 +17,14 @@ import structlog
 
 from taskservice.access.caller import Caller
 from taskservice.api import task_service_pb2 as pb
+from taskservice.domain.bulk import fitted
 from taskservice.domain.errors import (
     Aborted,
     AlreadyExists,
+    BulkInterrupted,
     Code,
     DomainError,
+    Internal,
     InvalidArgument,
     NotFound,
     PermissionDenied,
@@ -266,31 +269,40 @@ class TaskService:
         return tasks, head, then
 
     async def bulk_create(
-        self, caller: Caller, requests: AsyncIterable[pb.CreateTaskRequest]
+        self, caller: Caller, requests: AsyncIterable[pb.CreateTaskRequest | DomainError]
     ) -> pb.BulkCreateResponse:
         """Create tasks in chunks, in stream order. One chunk is written while the next is read, so
         receiving and writing overlap; a failing item is reported by its index and does not stop the
         others. Items are validated a chunk at a time, not as each arrives: reading the stream in a
         tight loop lets grpc hand the event loop many messages per wake-up (docs/performance.md,
-        "Known misses")."""
+        "Known misses"). A transport hands over a DomainError in place of a message it could not
+        decode.
+
+        Chunks commit as they go, so a stream that fails part-way (an undecodable message, one item
+        too many, a full disk) has stored the chunks before the failure: it ends with
+        BulkInterrupted, saying which items were handled. The answer is `fitted` to what a default
+        client can receive (domain/bulk.py)."""
         max_items = self.limits.bulk_items_max
         response = pb.BulkCreateResponse()
         received: list[pb.CreateTaskRequest] = []
         first = 0  # the stream index of received[0]
+        handled = 0  # every item before this index is stored or in response.errors
         writing: asyncio.Task[None] | None = None
 
-        async def write(chunk: list[tuple[int, NewTask]]) -> None:
+        async def write(chunk: list[tuple[int, NewTask]], end: int) -> None:
+            nonlocal handled
             results = await self._store.create_many([item for _, item in chunk])
             for (index, item), result in zip(chunk, results, strict=True):
                 try:
                     response.tasks.append(_created(item, result))
                 except DomainError as error:
                     response.errors.add(index=index, error_message=error.message, code=error.code)
+            handled = end
 
         perms = await self.permissions(caller)
 
         async def flush() -> None:
-            nonlocal writing, received, first
+            nonlocal writing, received, first, handled
             chunk: list[tuple[int, NewTask]] = []
             for index, request in enumerate(received, first):
                 try:
@@ -304,29 +316,56 @@ class TaskService:
             received = []
             if writing is not None:
                 await writing  # chunks are written one after another: tasks stay in stream order
-            writing = asyncio.ensure_future(write(chunk)) if chunk else None
+                writing = None
+            if chunk:
+                writing = asyncio.ensure_future(write(chunk, first))
+            else:
+                handled = first
 
         try:
             async for request in requests:
-                if first + len(received) >= max_items:
+                index = first + len(received)
+                if isinstance(request, DomainError):
+                    raise InvalidArgument.field(f"requests[{index}]", request.message)
+                if index >= max_items:
                     raise InvalidArgument.field(
-                        "requests", f"a bulk stream may carry at most {max_items} tasks"
+                        f"requests[{index}]", f"a bulk stream may carry at most {max_items} tasks"
                     )
                 received.append(request)
                 if len(received) >= _BULK_CHUNK:
                     await flush()
             await flush()
             await flush()
-        finally:
+        except asyncio.CancelledError:
+            if writing is not None:  # the client went away: the chunk being written still commits
+                await asyncio.wait((writing,))
+            raise
+        except Exception as error:
             if writing is not None:
                 # The stream failed while a chunk was being written: it commits regardless (as the
-                # chunks before it did); wait for it so its outcome is not lost unobserved.
+                # chunks before it did); wait for it so the answer says whether it was stored.
                 await asyncio.wait((writing,))
                 if not writing.cancelled():
                     writing.exception()
+            if not isinstance(error, DomainError):
+                log.exception("bulk.failed")
+                error = Internal("internal error")
+            raise self._interrupted(error, response, handled) from None
         response.errors.sort(key=lambda error: error.index)
         response.success_count = len(response.tasks)
-        return response
+        return fitted(response)
+
+    @staticmethod
+    def _interrupted(cause: DomainError, response: pb.BulkCreateResponse, handled: int) -> BulkInterrupted:
+        tasks = response.tasks
+        return BulkInterrupted(
+            cause,
+            handled=handled,
+            stored=len(tasks),
+            rejected=sum(1 for error in response.errors if error.index < handled),
+            first_id=tasks[0].id if tasks else "",
+            last_id=tasks[-1].id if tasks else "",
+        )
 
     async def process(
         self, caller: Caller, commands: AsyncIterable[pb.TaskCommand | DomainError]

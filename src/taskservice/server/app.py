@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from taskservice.access import auth
 from taskservice.access.admission import Admission
 from taskservice.access.ratelimit import RateLimiter
+from taskservice.domain.bulk import largest_response
 from taskservice.domain.events import EventWindow
 from taskservice.domain.paging import PageTokens
 from taskservice.domain.service import TaskService
@@ -91,6 +92,12 @@ class Server:
 async def start(settings: Settings, reuse_port: bool = False) -> Server:
     """Open the store and serve; `reuse_port` lets sibling worker processes share the ports."""
     _check_exposure(settings)
+    if largest_response(settings.max_bulk_items) > settings.max_message_bytes:
+        raise SettingsError(
+            f"--max-bulk-items {settings.max_bulk_items} can need a response of "
+            f"{largest_response(settings.max_bulk_items)} bytes, over --max-message-bytes "
+            f"{settings.max_message_bytes}: lower the first or raise the second (and clients' receive limit)"
+        )
     authenticator = auth.load_authenticator(settings)
     admission = Admission(
         authenticator, RateLimiter(settings.rate_limit, settings.rate_burst), settings.max_streams_per_user

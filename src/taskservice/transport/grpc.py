@@ -163,7 +163,7 @@ class GrpcTransport:
             context: grpc.aio.ServicerContext[Any, Any],
         ) -> Message:
             try:
-                response: Message = await method.call(caller, _well_formed(requests))
+                response: Message = await method.call(caller, _errors_in_place(requests))
                 return response
             except DomainError as error:
                 await abort(context, error)
@@ -195,16 +195,9 @@ class GrpcTransport:
         return behaviour
 
 
-async def _well_formed(messages: AsyncIterable[M | Malformed]) -> AsyncIterator[M]:
-    async for message in messages:
-        if isinstance(message, Malformed):
-            raise message.error()
-        yield message
-
-
 async def _errors_in_place(messages: AsyncIterable[M | Malformed]) -> AsyncIterator[M | DomainError]:
-    """Messages as they come, an undecodable one replaced by its error: a command stream answers
-    that command with the error and goes on."""
+    """Messages as they come, an undecodable one replaced by its error, for the use case to answer
+    (a command stream answers that command and goes on; a bulk stream stops, saying where)."""
     async for message in messages:
         yield message.error() if isinstance(message, Malformed) else message
 

@@ -10,11 +10,31 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from taskservice.domain.errors import DomainError, InvalidArgument, ResourceExhausted
+from taskservice.domain.errors import BulkInterrupted, DomainError, InvalidArgument, ResourceExhausted
+
+BULK_INTERRUPTED = "BULK_STREAM_INTERRUPTED"  # google.rpc.ErrorInfo reason (docs/operations.md)
+ERROR_DOMAIN = "taskservice"
 
 
 def to_status(error: DomainError) -> status_pb2.Status:
-    """The google.rpc.Status a client sees for a domain error, with BadRequest / RetryInfo details."""
+    """The google.rpc.Status a client sees for a domain error, with BadRequest / RetryInfo details;
+    a bulk stream stopped part-way adds an ErrorInfo saying which items were handled."""
+    if isinstance(error, BulkInterrupted):
+        status = to_status(error.cause)
+        status.message = error.message
+        info = error_details_pb2.ErrorInfo(
+            reason=BULK_INTERRUPTED,
+            domain=ERROR_DOMAIN,
+            metadata={
+                "handled": str(error.handled),
+                "stored": str(error.stored),
+                "rejected": str(error.rejected),
+                "first_stored_id": error.first_id,
+                "last_stored_id": error.last_id,
+            },
+        )
+        _attach(status, info)
+        return status
     status = status_pb2.Status(code=error.code, message=error.message)
     if isinstance(error, InvalidArgument):
         detail = error_details_pb2.BadRequest(

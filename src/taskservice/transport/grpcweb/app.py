@@ -216,9 +216,7 @@ class GrpcWebTransport:
     async def _replies(self, method: Method, caller: Caller, payloads: list[bytes]) -> AsyncIterator[Reply]:
         """Call the method's use case in its shape, yielding what goes back to the client."""
         if method.client_streams:
-            # a command stream answers an undecodable command in its place and goes on
-            read = _errors_in_place if method.server_streams else _messages
-            request: Any = read(method.request_type, self._metered(caller, payloads))
+            request: Any = _errors_in_place(method.request_type, self._metered(caller, payloads))
             if method.ends_at_shutdown:
                 request = until_shutdown(self._shutdown, request)
         else:
@@ -249,16 +247,11 @@ class GrpcWebTransport:
             yield payload
 
 
-async def _messages(request_type: type[Message], payloads: AsyncIterator[bytes]) -> AsyncIterator[Any]:
-    async for payload in payloads:
-        yield _parse(request_type, payload)
-
-
 async def _errors_in_place(
     request_type: type[Message], payloads: AsyncIterator[bytes]
 ) -> AsyncIterator[Message | DomainError]:
     """A client stream's messages, one that does not decode replaced by its error, for the use case
-    to answer."""
+    to answer (a command stream answers that command and goes on; a bulk stream stops, saying where)."""
     async for payload in payloads:
         try:
             yield _parse(request_type, payload)
