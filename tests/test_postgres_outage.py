@@ -148,4 +148,5 @@ def http_status(url: str) -> int:
         with urllib.request.urlopen(url, timeout=10) as answer:
             return int(answer.status)
     except urllib.error.HTTPError as error:
+        error.close()
         return int(error.code)
