@@ -1,6 +1,10 @@
 """What every transport checks before it lets a call through: who is calling (authentication), that
 they are within their rate (each call and each stream message counts: a call over the rate is
-refused, a stream message over it waits), and how many streams they hold open. The gRPC handlers and
+refused, a stream message over it waits), and how many streams they hold open. A client address
+whose authentications keep failing is slowed down: past `failed_auth` (a token bucket per address),
+a token this server has not already verified is refused with RESOURCE_EXHAUSTED and RetryInfo,
+before any signature is checked; tokens it verified earlier still pass, so a user behind the same
+address as a guesser keeps working. The gRPC handlers and
 `AdmissionGuard` (transport/grpc_admission.py) call it; the gRPC-Web adapter calls the very same
 object."""
 
@@ -17,20 +21,41 @@ from taskservice.telemetry.observability import note_user
 
 
 class Admission:
-    def __init__(self, authenticator: Authenticator, limiter: RateLimiter, max_streams_per_user: int) -> None:
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        limiter: RateLimiter,
+        max_streams_per_user: int,
+        failed_auth: RateLimiter | None = None,
+    ) -> None:
         self._auth = authenticator
         self._limiter = limiter
+        self._failed_auth = failed_auth or RateLimiter(0)
         self._max_streams = max_streams_per_user
         self._open_streams: dict[str, int] = {}
 
-    def admit(self, metadata: Mapping[str, str]) -> Caller:
+    def admit(self, metadata: Mapping[str, str], peer: Callable[[], str] = str) -> Caller:
         """The caller of a new call, which spends one of their rate tokens (Unauthenticated /
-        ResourceExhausted otherwise)."""
-        try:
-            caller = self._auth.authenticate(metadata)
-        except Unauthenticated as error:
-            metrics.auth_failed(error.reason)
-            raise
+        ResourceExhausted otherwise). `peer` gives the transport's peer address; it is asked only
+        once some address has failed to authenticate (a lookup costs the hot path otherwise)."""
+        address = peer_address(peer()) if self._failed_auth.tracking else ""
+        wait = self._failed_auth.wait_time(address) if address else 0.0
+        if wait > 0:
+            known = self._auth.known(metadata)
+            if known is None:
+                metrics.rate_limited.labels("auth_failures").inc()
+                raise ResourceExhausted(
+                    f"too many failed authentications from {address}; retry in {wait:.1f}s", retry_after=wait
+                )
+            caller = known
+        else:
+            try:
+                caller = self._auth.authenticate(metadata)
+            except Unauthenticated as error:
+                metrics.auth_failed(error.reason)
+                if self._failed_auth.enabled:
+                    self._failed_auth.spend(address or peer_address(peer()))
+                raise
         note_user(caller.user_id)
         try:
             self._limiter.take(caller.user_id)
@@ -72,3 +97,14 @@ class Admission:
                 del self._open_streams[caller.user_id]
 
         return release
+
+
+def peer_address(peer: str) -> str:
+    """The client's address without its port: `ipv4:10.0.0.7:5123` (gRPC) or `10.0.0.7:5123`
+    (HTTP) → `10.0.0.7`; `ipv6:[::1]:5123` → `::1`; a Unix socket keeps its path."""
+    kind, _, rest = peer.partition(":") if peer.startswith(("ipv4:", "ipv6:", "unix:")) else ("", "", peer)
+    if kind == "unix":
+        return peer
+    host, _, port = rest.rpartition(":")
+    address = host if port.isdigit() else rest
+    return address.strip("[]")

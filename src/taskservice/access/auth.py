@@ -35,11 +35,18 @@ class Authenticator(Protocol):
     def authenticate(self, metadata: Mapping[str, str]) -> Caller:
         """Return the caller, or raise Unauthenticated."""
 
+    def known(self, metadata: Mapping[str, str]) -> Caller | None:
+        """The caller when the credentials were verified before and still hold, checking nothing
+        new (no signature): what a throttled client address may still use."""
+
 
 class NoAuth:
     """`--auth none`: every caller is the admin user `anonymous` (local development only)."""
 
     def authenticate(self, metadata: Mapping[str, str]) -> Caller:
+        return ANONYMOUS_ADMIN
+
+    def known(self, metadata: Mapping[str, str]) -> Caller | None:
         return ANONYMOUS_ADMIN
 
 
@@ -108,11 +115,21 @@ class JwtAuthenticator:
                 return cached.caller
             del self._cache[token]
         claims = self._verify(token)
-        caller = _caller_from(claims)
+        caller = _caller_from(claims, float(claims["exp"]) + self._leeway)
         self._cache[token] = _Verified(caller, float(claims["exp"]))
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return caller
+
+    def known(self, metadata: Mapping[str, str]) -> Caller | None:
+        try:
+            token = bearer_token(metadata)
+        except Unauthenticated:
+            return None
+        cached = self._cache.get(token)
+        if cached is None or self._clock() > cached.expires_at + self._leeway:
+            return None
+        return cached.caller
 
     def _verify(self, token: str) -> dict[str, Any]:
         try:
@@ -155,7 +172,7 @@ def bearer_token(metadata: Mapping[str, str]) -> str:
     return token.strip()
 
 
-def _caller_from(claims: Mapping[str, Any]) -> Caller:
+def _caller_from(claims: Mapping[str, Any], expires_at: float | None = None) -> Caller:
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub.strip() or len(sub) > _USER_ID_MAX or "\x00" in sub:
         raise Unauthenticated("the token's 'sub' claim must be a user id of 1-256 characters", "bad_subject")
@@ -163,7 +180,7 @@ def _caller_from(claims: Mapping[str, Any]) -> Caller:
     if isinstance(roles, str):
         roles = roles.split()
     is_admin = isinstance(roles, list | tuple) and "admin" in roles
-    return Caller(sub, is_admin=is_admin)
+    return Caller(sub, is_admin=is_admin, expires_at=expires_at)
 
 
 # -- keys and tokens from settings ---------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -11,6 +11,9 @@ class Caller:
 
     user_id: str
     is_admin: bool = False
+    # When the credentials stop being valid (Unix seconds, the token's exp plus the allowed clock
+    # skew); None: never (--auth none). Long-lived calls (a watch) end then.
+    expires_at: float | None = field(default=None, compare=False)
 
 
 ANONYMOUS_ADMIN = Caller("anonymous", is_admin=True)

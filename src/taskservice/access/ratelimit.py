@@ -10,6 +10,7 @@ own bucket, so one user's burst never throttles another.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 
@@ -49,6 +50,25 @@ class RateLimiter:
         self._buckets[user_id] = (tokens - 1.0, now)
         if len(self._buckets) > _PRUNE_AT and now - self._pruned_at > 1.0:
             self._forget_idle(now)
+
+    @property
+    def tracking(self) -> bool:
+        """Whether any key has spent tokens recently (idle ones are forgotten)."""
+        return bool(self._buckets)
+
+    def wait_time(self, key: str) -> float:
+        """Seconds until `key` has a token again (0: it has one now); spends nothing."""
+        if not self.enabled:
+            return 0.0
+        tokens, at = self._buckets.get(key, (self.burst, 0.0))
+        if key in self._buckets:
+            tokens = min(self.burst, tokens + (self._clock() - at) * self.rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
+    def spend(self, key: str) -> None:
+        """Take one of `key`'s tokens if it has one (a failure to count, not a call to refuse)."""
+        with contextlib.suppress(ResourceExhausted):
+            self.take(key)
 
     async def wait(self, user_id: str) -> None:
         """Spend one of the user's tokens, waiting until one is available."""

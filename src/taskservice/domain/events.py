@@ -3,16 +3,20 @@
 Writers append committed events once; watchers keep only a cursor (the last sequence they sent) and
 read forward from it. There are no per-watcher queues, so nothing can overflow and a slow watcher
 only falls behind itself: when its cursor drops out of the window it reads from the store's event
-log until it catches up, and when the log no longer has it, it gets OUT_OF_RANGE.
+log until it catches up, and when the log no longer has it, it gets OUT_OF_RANGE. A watch lives no
+longer than its caller's credentials: it ends with UNAUTHENTICATED once they expire, saying where
+to resume.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
+import time
 from collections.abc import AsyncGenerator
 
-from taskservice.domain.errors import OutOfRange, Unavailable
+from taskservice.domain.errors import OutOfRange, Unauthenticated, Unavailable
 from taskservice.store.base import StoredEvent, TaskStore
 
 _LOG_BATCH = 1000
@@ -87,8 +91,9 @@ class EventWindow:
             self._wakeup = asyncio.get_running_loop().create_future()
         await asyncio.shield(self._wakeup)
 
-    async def follow(self, after: int) -> AsyncGenerator[list[StoredEvent], None]:
-        """Yield batches of events with sequence > `after`, in order, forever (until closed)."""
+    async def follow(self, after: int, until: float | None = None) -> AsyncGenerator[list[StoredEvent], None]:
+        """Yield batches of events with sequence > `after`, in order, forever (until closed), or
+        until the wall-clock time `until` (the watcher's credentials expire: Unauthenticated)."""
         cursor = after
         follower = _Follower(after)
         self._followers.add(follower)
@@ -96,13 +101,22 @@ class EventWindow:
             while True:
                 if self._closed:
                     raise Unavailable("the server is shutting down; reconnect and resume with after_sequence")
+                if until is not None and time.time() >= until:
+                    raise Unauthenticated(
+                        "the token has expired; reconnect with a fresh token and resume with "
+                        f"after_sequence {cursor}",
+                        "expired",
+                    )
                 batch = await self._read(cursor)
                 if batch:
                     cursor = batch[-1].sequence
                     yield batch
                     follower.delivered = cursor  # the consumer asks for more only once it sent the batch
-                else:
+                elif until is None:
                     await self._changed()
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._changed(), max(until - time.time(), 0.0))
         finally:
             self._followers.discard(follower)
 

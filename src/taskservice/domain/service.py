@@ -232,7 +232,7 @@ class TaskService:
             cursor = (await self._store.event_bounds()).head
             roles = await self._roles_at(caller, cursor)
         view = WatchView(caller, scope, roles)
-        async for batch in self._window.follow(cursor):
+        async for batch in self._window.follow(cursor, until=caller.expires_at):
             for event in batch:
                 if event.is_project:
                     crossing = view.membership(event)

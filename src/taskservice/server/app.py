@@ -100,7 +100,10 @@ async def start(settings: Settings, reuse_port: bool = False) -> Server:
         )
     authenticator = auth.load_authenticator(settings)
     admission = Admission(
-        authenticator, RateLimiter(settings.rate_limit, settings.rate_burst), settings.max_streams_per_user
+        authenticator,
+        RateLimiter(settings.rate_limit, settings.rate_burst),
+        settings.max_streams_per_user,
+        failed_auth=RateLimiter(settings.max_auth_failures, int(settings.max_auth_failures * 5)),
     )
     tls = _tls_files(settings)
     tracer = tracing.start()

@@ -45,6 +45,11 @@ class Settings:
     i_understand_this_is_insecure: bool = _setting(False, "allow --auth none on a non-loopback address")
     rate_limit: float = _setting(0.0, "requests (and stream messages) per second per user; 0: off")
     rate_burst: int = _setting(0, "requests a user may make at once above the rate (0: one second's worth)")
+    max_auth_failures: float = _setting(
+        20.0,
+        "failed authentications per second one client address may make (bursts of 5x) before tokens "
+        "this server has not verified are refused from it with RESOURCE_EXHAUSTED; 0: off",
+    )
     tls_cert: str = _setting("", "PEM certificate chain: serve gRPC and HTTP over TLS")
     tls_key: str = _setting("", "PEM private key of --tls-cert")
     tls_client_ca: str = _setting("", "PEM CA bundle: require client certificates signed by it (mTLS)")

@@ -76,7 +76,8 @@ store_failures = Counter(
 ready = Gauge("taskservice_ready", "1 while the server is ready (store reachable, not draining), else 0.")
 rate_limited = Counter(
     "taskservice_rate_limited_total",
-    "Calls refused as RESOURCE_EXHAUSTED by a per-user limit: `calls` (the rate) or `streams` (open streams).",
+    "Calls refused as RESOURCE_EXHAUSTED by a limit: `calls` (the per-user rate), `streams` (open "
+    "streams per user) or `auth_failures` (failed authentications per client address).",
     ("limit",),
 )
 tasks = Gauge("taskservice_tasks", "Tasks in the store, by status.", ("status",))
@@ -102,7 +103,7 @@ auth_failures = Counter(
 
 for _reason in AUTH_FAILURE_REASONS:
     auth_failures.labels(_reason)
-for _limit in ("calls", "streams"):
+for _limit in ("calls", "streams", "auth_failures"):
     rate_limited.labels(_limit)
 
 

@@ -115,7 +115,7 @@ class GrpcTransport:
             record = begin_call(observer, context, metadata)
             received()
             try:
-                caller = admit(text_metadata(metadata))
+                caller = admit(text_metadata(metadata), context.peer)
                 if isinstance(request, Malformed):
                     raise request.error()
                 response: Message = await call(caller, request)

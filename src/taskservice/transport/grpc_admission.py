@@ -49,7 +49,7 @@ class AdmissionGuard:
 
     async def _admit(self, context: Context) -> Caller:
         try:
-            caller = self._admission.admit(text_metadata(context.invocation_metadata() or ()))
+            caller = self._admission.admit(text_metadata(context.invocation_metadata() or ()), context.peer)
         except DomainError as error:
             await abort(context, error)
             raise

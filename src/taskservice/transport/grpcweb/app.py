@@ -160,7 +160,7 @@ class GrpcWebTransport:
         call.request_id = record.request_id
         code = grpc.StatusCode.CANCELLED
         try:
-            status = await self._run(call, method, observer.metrics, headers, body)
+            status = await self._run(call, method, observer.metrics, headers, body, peer)
             code = grpc_code(status.code)
             await call.finish(status)
         finally:
@@ -173,6 +173,7 @@ class GrpcWebTransport:
         metrics: MethodMetrics,
         headers: dict[str, str],
         body: bytes | None,
+        peer: str = "",
     ) -> status_pb2.Status:
         """Admit and run the call, streaming its replies; returns the status that ends it."""
         try:
@@ -190,7 +191,7 @@ class GrpcWebTransport:
             if not method.client_streams and len(payloads) != 1:
                 raise InvalidArgument.field("request", "expected exactly one request message")
             # Headers are the call's metadata, exactly as gRPC clients send them on the gRPC port.
-            caller = self._admission.admit(headers)
+            caller = self._admission.admit(headers, lambda: peer)
             release = self._admission.open_stream(caller) if method.is_stream else None
             try:
                 if method.server_streams:
