@@ -364,6 +364,7 @@ class SQLiteStore:
         result: pb.Project = await self.write(op)
         return result
 
+    @_classified
     async def get_project(self, project_id: str) -> pb.Project | None:
         row = self._db.execute("SELECT body FROM projects WHERE id = ?", (project_id,)).fetchone()
         return pb.Project.FromString(row[0]) if row is not None else None
@@ -418,6 +419,7 @@ class SQLiteStore:
         self._cache.clear()
         return result
 
+    @_classified
     async def list_projects(self, member: str | None, after_id: str, limit: int) -> list[pb.Project]:
         if member is None:
             rows = self._db.execute(
@@ -431,6 +433,7 @@ class SQLiteStore:
             )
         return [pb.Project.FromString(row[0]) for row in rows]
 
+    @_classified
     async def count_projects(self, member: str | None) -> int:
         if member is None:
             row = self._db.execute("SELECT count(*) FROM projects").fetchone()
@@ -440,6 +443,7 @@ class SQLiteStore:
             ).fetchone()
         return int(row[0])
 
+    @_classified
     async def memberships(self, user: str) -> tuple[dict[str, int], int]:
         db = self._db
         db.execute("BEGIN")
@@ -450,6 +454,7 @@ class SQLiteStore:
         finally:
             db.execute("COMMIT")
 
+    @_classified
     async def project_events(self, after: int, upto: int) -> list[StoredEvent]:
         rows = self._db.execute(
             "SELECT sequence, event_type, occurred_us, triggered_by, task, previous FROM events "
