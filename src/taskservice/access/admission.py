@@ -45,7 +45,7 @@ class Admission:
             if known is None:
                 metrics.rate_limited.labels("auth_failures").inc()
                 raise ResourceExhausted(
-                    f"too many failed authentications from {address}; retry in {wait:.1f}s", retry_after=wait
+                    f"too many failed authentications from {address}; retry in {wait:.2f}s", retry_after=wait
                 )
             caller = known
         else:

@@ -46,7 +46,7 @@ class Settings:
     rate_limit: float = _setting(0.0, "requests (and stream messages) per second per user; 0: off")
     rate_burst: int = _setting(0, "requests a user may make at once above the rate (0: one second's worth)")
     max_auth_failures: float = _setting(
-        20.0,
+        50.0,
         "failed authentications per second one client address may make (bursts of 5x) before tokens "
         "this server has not verified are refused from it with RESOURCE_EXHAUSTED; 0: off",
     )
