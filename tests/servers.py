@@ -100,7 +100,19 @@ class ServerProcess:
         return cmd + self.args
 
     def start(self, timeout: float = 20.0) -> ServerProcess:
+        """Start the server and wait until it is healthy. A port still held by a process that just
+        died (or briefly taken by another test's client) is waited out, on the same ports: restart
+        tests need their server back where their clients reconnect."""
+        for _ in range(10):
+            try:
+                return self._start(timeout)
+            except _PortBusy:
+                time.sleep(0.5)
+        return self._start(timeout)
+
+    def _start(self, timeout: float) -> ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        logged = self.log_path.stat().st_size if self.log_path.exists() else 0
         env = {k: v for k, v in os.environ.items() if not k.startswith("TASKSERVICE_")}
         # Temporary files (a memory:// store's database) go under the test's own directory, which
         # pytest removes: a server killed with SIGKILL cannot remove them itself.
@@ -115,6 +127,8 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                if "Address already in use" in self.log()[logged:]:
+                    raise _PortBusy
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
             try:
                 with urllib.request.urlopen(
@@ -204,3 +218,7 @@ class ReplicaSet:
     def kill(self) -> None:
         for replica in self.replicas:
             replica.kill()
+
+
+class _PortBusy(Exception):
+    """The server exited because one of its ports was still in use."""
