@@ -194,14 +194,16 @@ class TaskService:
         )
 
     async def list(self, caller: Caller, request: pb.ListTasksRequest) -> pb.ListTasksResponse:
+        """One page, the count of all matches, and the event sequence both reflect (read in one
+        snapshot), so `watch(after_sequence=response.sequence)` continues exactly from this page."""
         perms = await self.permissions(caller)
         if request.project_id and not caller.is_admin and not perms.role(request.project_id):
             perms = Permissions(caller, await self.memberships.refresh(caller.user_id))  # just added?
         query = self._page_query(perms, request)
-        tasks = await self._store.list_page(query)
-        has_more = len(tasks) > query.limit - 1
-        tasks = tasks[: query.limit - 1]  # the query asks for one extra to learn whether more follow
-        response = pb.ListTasksResponse(tasks=tasks, total_count=await self._store.count(query.filter))
+        page = await self._store.page(query)
+        has_more = len(page.tasks) > query.limit - 1
+        tasks = page.tasks[: query.limit - 1]  # the query asks for one extra to learn whether more follow
+        response = pb.ListTasksResponse(tasks=tasks, total_count=page.total, sequence=page.sequence)
         if has_more and tasks:
             response.next_page_token = self._tokens.encode(caller, query, tasks[-1])
         return response

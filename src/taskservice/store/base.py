@@ -157,6 +157,16 @@ CreateResult = pb.Task | EarlierRequest
 
 
 @dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a list, the count of every task the filter matches, and the sequence of the
+    newest event both reflect: a watch from `sequence` continues the page with no gap or repeat."""
+
+    tasks: list[pb.Task]
+    total: int
+    sequence: int
+
+
+@dataclass(frozen=True, slots=True)
 class EventBounds:
     """`horizon`: events up to here were pruned (replay must start after it); `head`: newest."""
 
@@ -200,6 +210,9 @@ class TaskStore(Protocol):
 
     async def list_page(self, query: PageQuery) -> list[pb.Task]:
         """Up to `query.limit` tasks after `query.after`, in the query's order."""
+
+    async def page(self, query: PageQuery) -> Page:
+        """`list_page`, `count` and the event head read in one consistent snapshot."""
 
     async def count(self, task_filter: TaskFilter, *, keep: bool = True) -> int:
         """Tasks matching `task_filter`. `keep=False`: a one-off count, not worth keeping current

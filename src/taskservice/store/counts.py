@@ -43,6 +43,13 @@ class CountCache:
         self._counts.move_to_end(task_filter)
         return entry.value
 
+    def get_at(self, task_filter: TaskFilter, sequence: int) -> int | None:
+        """The count as of exactly `sequence`, or None when none is kept at that point."""
+        entry = self._counts.get(task_filter)
+        if entry is None or entry.as_of != sequence:
+            return None
+        return self.get(task_filter)
+
     def put(self, task_filter: TaskFilter, value: int, as_of: int) -> None:
         """Remember a count taken in a read that saw every event up to `as_of`."""
         self._counts[task_filter] = _Count(value, as_of, time.monotonic())

@@ -22,6 +22,7 @@ from taskservice.store.base import (
     NewTask,
     ProjectChange,
     ProjectCheck,
+    Page,
     StoredEvent,
     TaskStore,
 )
@@ -87,6 +88,9 @@ class InstrumentedStore:
 
     async def list_page(self, query: PageQuery) -> list[pb.Task]:
         return await self._timed("list_page", lambda: self.inner.list_page(query))
+
+    async def page(self, query: PageQuery) -> Page:
+        return await self._timed("page", lambda: self.inner.page(query))
 
     async def count(self, task_filter: TaskFilter, *, keep: bool = True) -> int:
         return await self._timed("count", lambda: self.inner.count(task_filter, keep=keep))

@@ -42,6 +42,7 @@ from taskservice.store.base import (
     ProjectChange,
     ProjectCheck,
     ProjectEvent,
+    Page,
     StoredEvent,
     decode_event,
     project_event_row,
@@ -665,6 +666,24 @@ class PostgresStore:
 
         async def work(conn: Connection) -> list[pb.Task]:
             return [pb.Task.FromString(row[0]) for row in await conn.fetch(statement, *params.values)]
+
+        return await self._read(work)
+
+    async def page(self, query: PageQuery) -> Page:
+        """One REPEATABLE READ snapshot for the head, the page and the count. The head is read from
+        `event_log`, whose row every writer updates last and holds locked until commit, so a
+        snapshot that sees head N sees every event up to N, whichever replica wrote them."""
+        page_params = sql.Params(_dollar)
+        page_statement = sql.page_sql(query, page_params)
+        count_params = sql.Params(_dollar)
+        count_statement = sql.count_sql(query.filter, count_params)
+
+        async def work(conn: Connection) -> Page:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                head = await conn.fetchval("SELECT head FROM event_log WHERE id = 1")
+                rows = await conn.fetch(page_statement, *page_params.values)
+                total = await conn.fetchval(count_statement, *count_params.values)
+            return Page([pb.Task.FromString(row[0]) for row in rows], int(total), int(head))
 
         return await self._read(work)
 

@@ -43,6 +43,7 @@ from taskservice.store.base import (
     NewTask,
     ProjectChange,
     ProjectCheck,
+    Page,
     StoredEvent,
 )
 from taskservice.store.counts import CountCache
@@ -103,6 +104,7 @@ class SQLiteStore:
         self._published = 0  # the last event sequence handed to listeners
         self._allow_empty = allow_empty
         self.faults = StoreFaults()
+        self._publish_waiters: list[asyncio.Future[None]] = []
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -167,6 +169,9 @@ class SQLiteStore:
         if self._writer is not None:
             await self._writer.stop()
             self._writer = None
+        for waiter in self._publish_waiters:  # they see the store closed and raise Unavailable
+            if not waiter.done():
+                waiter.set_result(None)
         if self._checkpointer is not None:
             await asyncio.to_thread(self._checkpointer.stop)
             self._checkpointer = None
@@ -186,6 +191,19 @@ class SQLiteStore:
         self._cache.apply(events)
         for listener in self._listeners:
             listener(events)
+        waiters, self._publish_waiters = self._publish_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _until_published(self, sequence: int) -> None:
+        """Return once events up to `sequence` were handed to listeners (a moment after commit)."""
+        while self._published < sequence:
+            if self._writer is None:
+                raise Unavailable("the task store is closed")
+            waiter = asyncio.get_running_loop().create_future()
+            self._publish_waiters.append(waiter)
+            await waiter
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -482,6 +500,29 @@ class SQLiteStore:
         params = sql.Params(stmt.qmark)
         statement = sql.page_sql(query, params)
         return [pb.Task.FromString(row[0]) for row in self._db.execute(statement, params.values)]
+
+    @_classified
+    async def page(self, query: PageQuery) -> Page:
+        """The head, the page and the count in one read transaction (the count from the cache when
+        it is kept at that very head). The answer waits until the head's events are published, so a
+        watch from its sequence is never ahead of this process's event window."""
+        page_params = sql.Params(stmt.qmark)
+        page_statement = sql.page_sql(query, page_params)
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            head = stmt.head(db)
+            tasks = [pb.Task.FromString(row[0]) for row in db.execute(page_statement, page_params.values)]
+            total = self._counts.get_at(query.filter, head)
+            if total is None:
+                count_params = sql.Params(stmt.qmark)
+                count_statement = sql.count_sql(query.filter, count_params)
+                total = int(db.execute(count_statement, count_params.values).fetchone()[0])
+                self._counts.put(query.filter, total, head)
+        finally:
+            db.execute("COMMIT")
+        await self._until_published(head)
+        return Page(tasks, total, head)
 
     @_classified
     async def count(self, task_filter: TaskFilter, *, keep: bool = True) -> int:
