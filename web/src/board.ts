@@ -1,139 +1,167 @@
-// Renders the columns and cards from the live task map, filtered on the client.
+// The board: one Column per status, one LiveWatch feeding them, drag and drop and keyboard moves
+// between them, and this board's own writes applied at once (moves optimistically, reverted when
+// the server refuses them).
 
-import { h } from "./dom";
-import { COLUMNS, PRIORITY_NAMES, dueToInput, isOverdue } from "./format";
-import type { Task, TaskStatus } from "./gen/taskservice/task_service_pb";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { TaskClient } from "./api";
+import type { CardActions } from "./card";
+import { Column } from "./column";
+import { enableDragAndDrop } from "./dragdrop";
+import { type Filters, watchRequest } from "./filters";
+import { COLUMNS } from "./format";
+import { EventType, type Task, type TaskEvent, type TaskStatus } from "./gen/taskservice/task_service_pb";
+import { type ConnectionState, LiveWatch } from "./live";
 
-export interface Filters {
-  projectId: string; // "" for every task the caller may see
-  q: string;
-  priority: number;
-  label: string;
-  assignee: string;
-}
-
-export interface CardActions {
+export interface BoardHandlers {
+  state(state: ConnectionState, detail?: string): void;
+  /** Tell the person something (an empty string clears it). */
+  say(message: string): void;
   edit(task: Task): void;
-  move(task: Task, status: TaskStatus): void;
-  addSubtask(parent: Task): void;
 }
 
-export function matches(task: Task, f: Filters): boolean {
-  const q = f.q.toLowerCase();
-  return (
-    (!f.projectId || task.projectId === f.projectId) &&
-    (!q || task.title.toLowerCase().includes(q) || task.description.toLowerCase().includes(q)) &&
-    (!f.priority || task.priority === f.priority) &&
-    (!f.label || task.labels.some((l) => l.toLowerCase() === f.label.toLowerCase())) &&
-    (!f.assignee || task.assignedTo.toLowerCase().includes(f.assignee.toLowerCase()))
-  );
-}
+const REPLAY_MAX = 5000; // recent events kept to bring a freshly loaded page up to date
+const LOCAL_MAX = 1000;
 
-function byPriorityThenAge(a: Task, b: Task): number {
-  return b.priority - a.priority || Number((a.createdAt?.seconds ?? 0n) - (b.createdAt?.seconds ?? 0n));
-}
+export class Board {
+  readonly columns: Column[];
+  private live: LiveWatch | null = null;
+  private filters: Filters = { priority: 0, label: "", assignee: "" };
+  private generation = 0;
+  private recent: TaskEvent[] = [];
+  /** Versions this board wrote and applied itself: their events change nothing more. */
+  private local = new Map<string, bigint>();
+  private readonly undrag: () => void;
 
-/** A card's subtasks: each with its status and an edit button (they may sit in another column). */
-function subtaskList(children: Task[], actions: CardActions): HTMLElement | null {
-  if (!children.length) return null;
-  return h(
-    "ul",
-    { class: "subtasks", "aria-label": "Subtasks", "data-testid": "subtasks" },
-    ...children.map((child) => {
-      const edit = h("button", { type: "button", class: "link", "aria-label": `Edit ${child.title}` }, "Edit");
-      edit.addEventListener("click", () => actions.edit(child));
-      const status = COLUMNS.find(([s]) => s === child.status)?.[1] ?? "";
-      return h(
-        "li",
-        { "data-testid": "subtask", "data-task-id": child.id },
-        h("span", { class: "subtask-title" }, child.title),
-        " ",
-        h("span", { class: "badge" }, status),
-        " ",
-        edit,
-      );
-    }),
-  );
-}
+  constructor(
+    root: HTMLElement,
+    private readonly client: TaskClient,
+    private readonly on: BoardHandlers,
+  ) {
+    const actions: CardActions = {
+      edit: (task) => on.edit(task),
+      move: (task, status) => void this.move(task.id, status),
+    };
+    this.columns = COLUMNS.map(
+      ([status, name]) => new Column(status, name, client, actions, (c, after, ids) => this.replay(c, after, ids)),
+    );
+    root.replaceChildren(...this.columns.map((column) => column.element));
+    this.undrag = enableDragAndDrop(this.columns, (id, _from, to) => void this.move(id, to));
+  }
 
-function card(task: Task, actions: CardActions, children: Task[] = []): HTMLElement {
-  const titleId = `task-${task.id}-title`;
-  const move = h(
-    "select",
-    { "aria-label": `Status of ${task.title}`, "data-focus-key": `move-${task.id}`, "data-testid": "task-status" },
-    ...COLUMNS.map(([status, name]) =>
-      h("option", { value: String(status), selected: status === task.status }, name),
-    ),
-  );
-  move.addEventListener("change", () => actions.move(task, Number(move.value) as TaskStatus));
-  const edit = h(
-    "button",
-    { type: "button", "data-focus-key": `edit-${task.id}`, "data-testid": "task-edit", "aria-describedby": titleId },
-    "Edit",
-  );
-  edit.addEventListener("click", () => actions.edit(task));
-  const subtask = h(
-    "button",
-    { type: "button", class: "link", "data-testid": "task-add-subtask", "aria-describedby": titleId },
-    "+ Subtask",
-  );
-  subtask.addEventListener("click", () => actions.addSubtask(task));
-  const due = dueToInput(task);
-  return h(
-    "article",
-    {
-      class: `card priority-${task.priority}`,
-      "data-testid": "task-card",
-      "data-task-id": task.id,
-      "aria-labelledby": titleId,
-    },
-    h("h3", { id: titleId, class: "card-title" }, task.title),
-    task.description ? h("p", { class: "description" }, task.description) : null,
-    h(
-      "p",
-      { class: "meta" },
-      h("span", { class: "badge priority" }, PRIORITY_NAMES[task.priority] ?? "Medium"),
-      task.assignedTo ? h("span", { class: "assignee", title: "Assignee" }, `@${task.assignedTo}`) : null,
-      due ? h("span", { class: isOverdue(task) ? "due overdue" : "due" }, `due ${due}`) : null,
-    ),
-    task.labels.length
-      ? h("ul", { class: "labels", "aria-label": "Labels" }, ...task.labels.map((l) => h("li", {}, l)))
-      : null,
-    subtaskList(children, actions),
-    h("div", { class: "card-actions" }, move, edit, subtask),
-  );
-}
+  /** Load every column's first page under `filters`, then follow the changes from there. */
+  async show(filters: Filters): Promise<void> {
+    const generation = ++this.generation;
+    this.filters = filters;
+    this.live?.stop();
+    this.live = null;
+    this.recent = [];
+    try {
+      await Promise.all(this.columns.map((column) => column.load(filters)));
+    } catch (error) {
+      if (generation !== this.generation) return;
+      const err = ConnectError.from(error);
+      if (err.code === Code.Unauthenticated || err.code === Code.PermissionDenied) {
+        this.on.state("signed-out", err.rawMessage);
+        return;
+      }
+      this.on.state("reconnecting", err.rawMessage);
+      window.setTimeout(() => void this.show(this.filters), 1000);
+      return;
+    }
+    if (generation !== this.generation) return;
+    const after = this.columns.reduce((min, c) => (c.sequence < min ? c.sequence : min), this.columns[0].sequence);
+    this.live = new LiveWatch(this.client, (seq) => watchRequest(this.filters, seq), after, {
+      event: (event) => this.apply(event),
+      state: (state, detail) => this.on.state(state, detail),
+      reload: () => void this.show(this.filters),
+    });
+    void this.live.run();
+  }
 
-export function renderBoard(
-  root: HTMLElement,
-  tasks: Iterable<Task>,
-  filters: Filters,
-  actions: CardActions,
-): void {
-  const focusKey = (document.activeElement as HTMLElement | null)?.dataset?.focusKey;
-  const shown = [...tasks].filter((t) => matches(t, filters)).sort(byPriorityThenAge);
-  // A subtask whose parent is on the board is listed under the parent's card, not as a card.
-  const ids = new Set(shown.map((t) => t.id));
-  const children = new Map<string, Task[]>();
-  for (const task of shown) {
-    if (task.parentId && ids.has(task.parentId)) {
-      children.set(task.parentId, [...(children.get(task.parentId) ?? []), task]);
+  stop(): void {
+    this.generation++;
+    this.live?.stop();
+    this.live = null;
+    this.undrag();
+  }
+
+  find(id: string): Task | undefined {
+    for (const column of this.columns) {
+      const task = column.find(id);
+      if (task) return task;
+    }
+    return undefined;
+  }
+
+  /** A task this board just wrote (the server's answer): shown without waiting for its event. */
+  applyLocal(task: Task, before: Task | undefined = this.find(task.id)): void {
+    this.local.set(task.id, task.version);
+    if (this.local.size > LOCAL_MAX) this.local.delete(this.local.keys().next().value as string);
+    for (const column of this.columns) column.applyLocal(task, before);
+  }
+
+  /** Move a card to another column: at once on screen, then on the server; back if it refuses. */
+  async move(id: string, status: TaskStatus): Promise<void> {
+    const before = this.find(id);
+    if (!before || before.status === status) return;
+    const focused = (document.activeElement as HTMLElement | null)?.closest<HTMLElement>("[data-task-id]");
+    const hadFocus = focused?.dataset.taskId === id;
+    const guess: Task = { ...before, status };
+    for (const column of this.columns) column.applyLocal(guess, before);
+    this.setPending(id, true);
+    if (hadFocus) this.focusCard(id, status);
+    try {
+      const updated = await this.client.updateTask({ id, status, expectedVersion: before.version });
+      this.setPending(id, false);
+      this.applyLocal(updated, this.find(id) ?? guess);
+      this.on.say("");
+    } catch (error) {
+      this.setPending(id, false);
+      const now = this.find(id);
+      // Put it back unless a newer version arrived meanwhile (that one is the truth now).
+      if (!now || now.version === before.version) {
+        for (const column of this.columns) column.applyLocal(before, now ?? guess);
+        if (hadFocus) this.focusCard(id, before.status);
+      }
+      this.on.say(refusal(before, status, error));
     }
   }
-  const cards = shown.filter((t) => !(t.parentId && ids.has(t.parentId)));
-  root.replaceChildren(
-    ...COLUMNS.map(([status, name]) => {
-      const inColumn = cards.filter((t) => t.status === status);
-      const headingId = `column-${status}`;
-      return h(
-        "section",
-        { class: "column", "aria-labelledby": headingId, "data-status": String(status) },
-        h("h2", { id: headingId }, name, " ", h("span", { class: "count" }, `(${inColumn.length})`)),
-        inColumn.length
-          ? h("div", { class: "cards" }, ...inColumn.map((t) => card(t, actions, children.get(t.id))))
-          : h("p", { class: "empty" }, "Nothing here."),
-      );
-    }),
-  );
-  if (focusKey) root.querySelector<HTMLElement>(`[data-focus-key="${CSS.escape(focusKey)}"]`)?.focus();
+
+  private focusCard(id: string, status: TaskStatus): void {
+    const column = this.columns.find((c) => c.status === status);
+    column?.list.reveal(id)?.focus();
+  }
+
+  private setPending(id: string, pending: boolean): void {
+    for (const column of this.columns) column.setPending(id, pending);
+  }
+
+  private apply(event: TaskEvent): void {
+    const task = event.task;
+    if (!task) return;
+    this.recent.push(event);
+    if (this.recent.length > REPLAY_MAX) this.recent.splice(0, this.recent.length - REPLAY_MAX);
+    const mine = this.local.get(task.id);
+    if (mine !== undefined && event.eventType !== EventType.DELETED && task.version <= mine) {
+      if (task.version === mine) this.local.delete(task.id);
+      return;
+    }
+    for (const column of this.columns) column.apply(event);
+  }
+
+  private replay(column: Column, after: bigint, ids: Set<string>): void {
+    for (const event of this.recent) {
+      if (event.sequence > after && event.task && ids.has(event.task.id)) column.apply(event, false);
+    }
+  }
+}
+
+function refusal(task: Task, status: TaskStatus, error: unknown): string {
+  const err = ConnectError.from(error);
+  const to = COLUMNS.find(([s]) => s === status)?.[1] ?? "the other column";
+  const what = `“${task.title}” could not move to ${to}`;
+  if (err.code === Code.Aborted) return `${what}: someone else changed it first, so it went back. Try again.`;
+  if (err.code === Code.PermissionDenied || err.code === Code.NotFound)
+    return `${what}: you may not change it (${err.rawMessage}).`;
+  return `${what}: ${err.rawMessage || "the server refused"}. It went back.`;
 }

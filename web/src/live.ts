@@ -1,39 +1,44 @@
-// Keeps a live copy of the tasks the caller may see, through WatchTasks.
+// The board's one WatchTasks stream, from the sequence its column pages reflect.
 //
-// The first connection asks for the current state (include_initial); after a drop it resumes with
-// after_sequence set to the last event applied, so nothing is missed or applied twice. Only when the
-// server no longer holds that history (OUT_OF_RANGE) does it reload the whole state.
+// It starts at the smallest of the columns' sequences (each column skips events its own page already
+// holds); after a drop it resumes with after_sequence set to the last event received, so nothing is
+// missed or applied twice. Only when the server no longer holds that history (OUT_OF_RANGE) does
+// the board reload its pages.
 
 import { Code, ConnectError } from "@connectrpc/connect";
-import { EventType, type Task, type TaskEvent } from "./gen/taskservice/task_service_pb";
 import type { TaskClient } from "./api";
+import type { WatchRequest } from "./filters";
+import type { TaskEvent } from "./gen/taskservice/task_service_pb";
 
 export type ConnectionState = "connecting" | "live" | "reconnecting" | "signed-out";
 
 export interface LiveHandlers {
-  changed(tasks: ReadonlyMap<string, Task>): void;
+  event(event: TaskEvent): void;
   state(state: ConnectionState, detail?: string): void;
-  visible(task: Task): boolean;
+  /** The history after the board's sequence is gone: load the pages again. */
+  reload(): void;
 }
 
 const RETRY_MIN_MS = 250;
 const RETRY_MAX_MS = 5000;
 
-export class LiveTasks {
-  readonly tasks = new Map<string, Task>();
-  private sequence = 0n;
+export class LiveWatch {
+  private sequence: bigint;
   private abort: AbortController | null = null;
   private wake: (() => void) | null = null;
   private stopped = false;
 
   constructor(
     private readonly client: TaskClient,
+    private readonly request: (after: bigint) => WatchRequest,
+    after: bigint,
     private readonly on: LiveHandlers,
   ) {
+    this.sequence = after;
     window.addEventListener("online", () => this.wake?.());
   }
 
-  /** Run until stop(): connect, apply events, and reconnect with backoff after every drop. */
+  /** Run until stop(): connect, deliver events, and reconnect with backoff after every drop. */
   async run(): Promise<void> {
     let delay = RETRY_MIN_MS;
     let first = true;
@@ -52,7 +57,11 @@ export class LiveTasks {
           this.on.state("signed-out", err.rawMessage);
           return;
         }
-        if (err.code === Code.OutOfRange) this.sequence = 0n; // history gone: reload the state
+        if (err.code === Code.OutOfRange) {
+          this.stop();
+          this.on.reload();
+          return;
+        }
         this.on.state("reconnecting", err.rawMessage);
       }
       await this.pause(delay);
@@ -66,48 +75,20 @@ export class LiveTasks {
     this.wake?.();
   }
 
-  /** Apply a task the caller just wrote, without waiting for its event (events win if newer). */
-  applyLocal(task: Task): void {
-    if (this.upsert(task)) this.on.changed(this.tasks);
-  }
-
   private async follow(connected: () => void): Promise<void> {
     this.abort = new AbortController();
-    const resume = this.sequence > 0n;
-    const request = resume ? { afterSequence: this.sequence } : { includeInitial: true };
-    const stream = this.client.watchTasks(request, {
+    const stream = this.client.watchTasks(this.request(this.sequence), {
       signal: this.abort.signal,
       timeoutMs: 0,
       onHeader: connected,
     });
-    if (!resume && this.tasks.size) {
-      this.tasks.clear();
-      this.on.changed(this.tasks);
-    }
     for await (const event of stream) {
-      this.apply(event);
+      if (this.stopped) return;
+      if (event.sequence > this.sequence) this.sequence = event.sequence;
+      this.on.event(event);
     }
     // A watch only ends when the server ends it: treat it as a drop and resume.
     throw new ConnectError("the watch ended", Code.Unavailable);
-  }
-
-  private apply(event: TaskEvent): void {
-    if (event.sequence > this.sequence) this.sequence = event.sequence;
-    const task = event.task;
-    if (!task) return;
-    if (event.eventType === EventType.DELETED || !this.on.visible(task)) {
-      if (!this.tasks.delete(task.id)) return;
-    } else if (!this.upsert(task)) {
-      return;
-    }
-    this.on.changed(this.tasks);
-  }
-
-  private upsert(task: Task): boolean {
-    const current = this.tasks.get(task.id);
-    if (current && current.version > task.version) return false;
-    this.tasks.set(task.id, task);
-    return true;
   }
 
   private pause(ms: number): Promise<void> {

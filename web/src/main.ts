@@ -1,11 +1,12 @@
-// The task board: wires the session, the live task map, the forms and the rendering together.
+// The task board's page: wires the session, the board's columns, the forms and the editor together.
 
 import { create } from "@bufbuild/protobuf";
 import { FieldMaskSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { requestId, taskClient } from "./api";
-import { renderBoard, type Filters } from "./board";
+import { Board } from "./board";
 import { byId } from "./dom";
+import { readFilters } from "./filters";
 import { dueFromInput, dueToInput, splitLabels } from "./format";
 import {
   CreateTaskRequestSchema,
@@ -14,9 +15,8 @@ import {
   type Task,
   type TaskStatus,
 } from "./gen/taskservice/task_service_pb";
-import { LiveTasks, type ConnectionState } from "./live";
+import type { ConnectionState } from "./live";
 import { startMetricsPanel } from "./metrics";
-import { Projects } from "./projects";
 import { startWebhooksPanel } from "./webhooks";
 import { adoptTokenFromLocation, clearToken, identity, setToken, token } from "./session";
 import "./style.css";
@@ -37,32 +37,12 @@ const filterForm = byId<HTMLFormElement>("filters");
 const editor = byId<HTMLDialogElement>("editor");
 const editForm = byId<HTMLFormElement>("edit-form");
 const signIn = byId("sign-in");
-let live: LiveTasks | null = null;
-const projects = new Projects(client, render, say);
+let board: Board | null = null;
 let editing: Task | null = null;
-let renderPending = false;
+let filterTimer: number | undefined;
 
 function field(form: HTMLFormElement, name: string): HTMLInputElement {
   return form.elements.namedItem(name) as HTMLInputElement;
-}
-
-function filters(): Filters {
-  return {
-    projectId: projects.current,
-    q: field(filterForm, "q").value.trim(),
-    priority: Number(field(filterForm, "priority").value) || 0,
-    label: field(filterForm, "label").value.trim(),
-    assignee: field(filterForm, "assignee").value.trim(),
-  };
-}
-
-function render(): void {
-  if (renderPending) return;
-  renderPending = true;
-  requestAnimationFrame(() => {
-    renderPending = false;
-    renderBoard(columns, live?.tasks.values() ?? [], filters(), { edit: openEditor, move, addSubtask });
-  });
 }
 
 function say(message: string): void {
@@ -84,48 +64,6 @@ function showState(state: ConnectionState, detail?: string): void {
   if (state === "signed-out") {
     signIn.hidden = false;
     if (detail) say(detail);
-  }
-}
-
-function visible(task: Task): boolean {
-  const me = identity();
-  if (!me) return true; // no token: the server runs with --auth none and everyone is admin
-  // A project's task is sent only to its members (and assignee); the server sends DELETED when
-  // it leaves the user's sight, so only personal tasks are checked here.
-  if (task.projectId) return true;
-  return me.isAdmin || task.createdBy === me.userId || task.assignedTo === me.userId;
-}
-
-function changed(): void {
-  render();
-  projects.refreshSoon(); // a task of a project this board does not list yet: shared with us?
-}
-
-async function addSubtask(parent: Task): Promise<void> {
-  const title = window.prompt(`New subtask of "${parent.title}"`)?.trim();
-  if (!title) return;
-  try {
-    const task = await client.createTask(
-      create(CreateTaskRequestSchema, {
-        title,
-        projectId: parent.projectId,
-        parentId: parent.id,
-        requestId: requestId(),
-      }),
-    );
-    live?.applyLocal(task);
-  } catch (error) {
-    say(explain(error));
-  }
-}
-
-async function move(task: Task, status: TaskStatus): Promise<void> {
-  try {
-    const updated = await client.updateTask({ id: task.id, status, expectedVersion: task.version });
-    live?.applyLocal(updated);
-  } catch (error) {
-    say(explain(error));
-    render();
   }
 }
 
@@ -161,10 +99,10 @@ async function saveEdit(): Promise<void> {
     }),
   });
   try {
-    live?.applyLocal(await client.updateTask(request));
+    board?.applyLocal(await client.updateTask(request));
     editor.close();
   } catch (error) {
-    const latest = live?.tasks.get(editing.id);
+    const latest = board?.find(editing.id);
     // On a version conflict, show the newer version the live view already has, then say why.
     if (ConnectError.from(error).code === Code.Aborted && latest) openEditor(latest);
     editForm.querySelector(".editor-error")!.textContent = explain(error);
@@ -193,11 +131,10 @@ async function submitNewTask(event: SubmitEvent): Promise<void> {
         labels: splitLabels(field(newTask, "labels").value),
         assignedTo: field(newTask, "assignee").value.trim(),
         dueDate: dueFromInput(field(newTask, "due").value),
-        projectId: projects.current,
         requestId: requestId(),
       }),
     );
-    live?.applyLocal(task);
+    board?.applyLocal(task);
     newTask.reset();
     say("");
     field(newTask, "title").focus();
@@ -208,22 +145,27 @@ async function submitNewTask(event: SubmitEvent): Promise<void> {
   }
 }
 
-function startLive(): void {
-  live?.stop();
+function startBoard(): void {
+  board?.stop();
   signIn.hidden = true;
   const me = identity();
   byId("who").textContent = me ? `Signed in as ${me.userId}${me.isAdmin ? " (admin)" : ""}` : "";
   byId("sign-out").hidden = !token();
-  live = new LiveTasks(client, { changed, state: showState, visible });
-  render();
-  projects.start();
-  void live.run();
+  board = new Board(columns, client, { state: showState, say, edit: openEditor });
+  showState("connecting");
+  void board.show(readFilters(filterForm));
+}
+
+/** Filters re-query every column through the same path as the first load (debounced while typing). */
+function refilter(): void {
+  window.clearTimeout(filterTimer);
+  filterTimer = window.setTimeout(() => void board?.show(readFilters(filterForm)), 250);
 }
 
 function main(): void {
   adoptTokenFromLocation();
   newTask.addEventListener("submit", (e) => void submitNewTask(e));
-  filterForm.addEventListener("input", render);
+  filterForm.addEventListener("input", refilter);
   filterForm.addEventListener("submit", (e) => e.preventDefault());
   editForm.addEventListener("submit", (e) => {
     e.preventDefault();
@@ -235,21 +177,20 @@ function main(): void {
     e.preventDefault();
     setToken(byId<HTMLInputElement>("token-input").value);
     say("");
-    startLive();
+    startBoard();
   });
   byId("sign-out").addEventListener("click", () => {
     clearToken();
-    projects.stop();
-    live?.stop();
-    live = null;
-    render();
+    board?.stop();
+    board = null;
+    columns.replaceChildren();
     showState("signed-out");
     byId("who").textContent = "";
     byId("sign-out").hidden = true;
   });
   startMetricsPanel(byId<HTMLDetailsElement>("metrics"), byId("metrics-body"));
   startWebhooksPanel(byId<HTMLDetailsElement>("webhooks"), byId("webhooks-body"));
-  startLive();
+  startBoard();
 }
 
 main();

@@ -1,0 +1,71 @@
+// What the board shows: the filter form's values, the ListTasks / WatchTasks requests they make,
+// and the same test on one task, so a live event lands in the column whose query it matches.
+
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import {
+  type ListTasksRequestSchema,
+  type Task,
+  type TaskStatus,
+  type WatchTasksRequestSchema,
+} from "./gen/taskservice/task_service_pb";
+
+export interface Filters {
+  priority: number;
+  label: string;
+  assignee: string;
+}
+
+export type ListRequest = MessageInitShape<typeof ListTasksRequestSchema>;
+export type WatchRequest = MessageInitShape<typeof WatchTasksRequestSchema>;
+
+/** A column's order: newest first (an index range scan on the server at any size). */
+const ORDER_BY = "created_at";
+
+export function readFilters(form: HTMLFormElement): Filters {
+  const value = (name: string): string => (form.elements.namedItem(name) as HTMLInputElement).value.trim();
+  return { priority: Number(value("priority")) || 0, label: value("label"), assignee: value("assignee") };
+}
+
+/** The ListTasks request for one column's page; every filter is applied by the server. */
+export function listRequest(f: Filters, status: TaskStatus, pageSize: number, pageToken = ""): ListRequest {
+  return {
+    statuses: [status],
+    priorities: f.priority ? [f.priority] : [],
+    labels: f.label ? [f.label] : [],
+    assignedTo: f.assignee,
+    orderBy: ORDER_BY,
+    descending: true,
+    pageSize,
+    pageToken,
+  };
+}
+
+/** The board's one watch: every column at once, narrowed by what WatchTasks can filter on. */
+export function watchRequest(f: Filters, afterSequence: bigint): WatchRequest {
+  const labels = f.label ? [f.label] : [];
+  // after_sequence 0 means "from now" to the server: a store without any event yet is read whole.
+  return afterSequence > 0n ? { labels, afterSequence } : { labels, includeInitial: true };
+}
+
+/** The server's test for `listRequest` (store/sql.py `where`), on one task. */
+export function matches(task: Task, f: Filters, status: TaskStatus): boolean {
+  return (
+    task.status === status &&
+    (!f.priority || task.priority === f.priority) &&
+    (!f.label || task.labels.includes(f.label)) &&
+    (!f.assignee || task.assignedTo === f.assignee)
+  );
+}
+
+function createdUs(task: Task): bigint {
+  const at = task.createdAt;
+  return at ? at.seconds * 1_000_000n + BigInt(Math.floor(at.nanos / 1000)) : 0n;
+}
+
+/** Negative when `a` comes before `b` in a column (the server's ORDER BY created_us DESC, id DESC). */
+export function compareTasks(a: Task, b: Task): number {
+  const ua = createdUs(a);
+  const ub = createdUs(b);
+  if (ua !== ub) return ua > ub ? -1 : 1;
+  return a.id === b.id ? 0 : a.id > b.id ? -1 : 1;
+}
