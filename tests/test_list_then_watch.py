@@ -92,7 +92,7 @@ def _everything(stub, tag: str, statuses: list[int]) -> dict[str, pb.Task]:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
-    initial=st.lists(st.sampled_from(STATUSES), max_size=12),
+    initial=st.lists(st.sampled_from(STATUSES), min_size=1, max_size=12),  # sequence 0 means "now"
     plan=st.lists(writes, min_size=1, max_size=30),
     statuses=st.sampled_from([[], [pb.TASK_STATUS_TODO], [pb.TASK_STATUS_IN_PROGRESS, pb.TASK_STATUS_DONE]]),
 )

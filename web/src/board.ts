@@ -30,10 +30,11 @@ export class Board {
   private recent: TaskEvent[] = [];
   /** Versions this board wrote and applied itself: their events change nothing more. */
   private local = new Map<string, bigint>();
+  private moving = new Map<string, Promise<void>>();
   private readonly undrag: () => void;
 
   constructor(
-    root: HTMLElement,
+    private readonly root: HTMLElement,
     private readonly client: TaskClient,
     private readonly on: BoardHandlers,
   ) {
@@ -69,6 +70,8 @@ export class Board {
       return;
     }
     if (generation !== this.generation) return;
+    // Which filters the columns show now (for tests and styles): `priority=0&label=…&assignee=…`.
+    this.root.dataset.filters = new URLSearchParams(Object.entries(filters).map(([k, v]) => [k, String(v)])).toString();
     const after = this.columns.reduce((min, c) => (c.sequence < min ? c.sequence : min), this.columns[0].sequence);
     this.live = new LiveWatch(this.client, (seq) => watchRequest(this.filters, seq), after, {
       event: (event) => this.apply(event),
@@ -100,8 +103,18 @@ export class Board {
     for (const column of this.columns) column.applyLocal(task, before);
   }
 
-  /** Move a card to another column: at once on screen, then on the server; back if it refuses. */
-  async move(id: string, status: TaskStatus): Promise<void> {
+  /** Move a card to another column: at once on screen, then on the server; back if it refuses.
+   * Moves of one card run one after another, so each carries the version the previous one made. */
+  move(id: string, status: TaskStatus): Promise<void> {
+    const next = (this.moving.get(id) ?? Promise.resolve()).then(() => this.moveNow(id, status));
+    this.moving.set(id, next);
+    void next.finally(() => {
+      if (this.moving.get(id) === next) this.moving.delete(id);
+    });
+    return next;
+  }
+
+  private async moveNow(id: string, status: TaskStatus): Promise<void> {
     const before = this.find(id);
     if (!before || before.status === status) return;
     const focused = (document.activeElement as HTMLElement | null)?.closest<HTMLElement>("[data-task-id]");

@@ -221,6 +221,7 @@ export class Column {
   private draw(): void {
     this.countText.textContent = `(${this.total.toLocaleString("en")})`;
     this.element.dataset.total = String(this.total);
+    this.element.dataset.loaded = String(this.tasks.length);
     this.empty.hidden = this.tasks.length > 0 || this.element.getAttribute("aria-busy") === "true";
     this.list.setItems(this.tasks);
   }

@@ -43,8 +43,9 @@ export function listRequest(f: Filters, status: TaskStatus, pageSize: number, pa
 /** The board's one watch: every column at once, narrowed by what WatchTasks can filter on. */
 export function watchRequest(f: Filters, afterSequence: bigint): WatchRequest {
   const labels = f.label ? [f.label] : [];
-  // after_sequence 0 means "from now" to the server: a store without any event yet is read whole.
-  return afterSequence > 0n ? { labels, afterSequence } : { labels, includeInitial: true };
+  // A store that never logged an event (filled outside the server) lists sequence 0, which the
+  // server reads as "from now": the only case where a write between list and watch could be missed.
+  return { labels, afterSequence };
 }
 
 /** The server's test for `listRequest` (store/sql.py `where`), on one task. */

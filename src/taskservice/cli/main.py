@@ -200,6 +200,38 @@ def bench(
     )
 
 
+@cli.command("bench-board")
+@click.option(
+    "--tasks",
+    "sizes",
+    type=click.IntRange(min=1),
+    multiple=True,
+    help="board sizes to measure (repeatable; default 100 and 100,000)",
+)
+@click.option("--quick", is_flag=True, help="100 and 5,000 tasks: the quick form CI runs")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("bench-board.json"))
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".bench-cache"),
+    show_default=True,
+    help="where generated databases are kept between runs",
+)
+def bench_board(sizes: tuple[int, ...], quick: bool, out: Path, cache_dir: Path) -> None:
+    """Measure the board in Chromium over N tasks (see docs/performance.md, "The board at scale")."""
+    from taskservice.bench import board
+    from taskservice.telemetry.observability import configure_logging
+
+    configure_logging("warning")
+    chosen = list(sizes) or ([100, 5_000] if quick else [100, 100_000])
+    try:
+        results = board.measure(chosen, cache_dir, lambda line: click.echo(line))
+    except RuntimeError as error:
+        raise click.ClickException(str(error)) from None
+    board.write(results, out)
+    click.echo(f"wrote {out}")
+
+
 def main() -> None:
     cli()
 
