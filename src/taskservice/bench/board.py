@@ -36,11 +36,10 @@ _SCROLL_PAGES = 6  # how far down the first column the node count is taken
 _RUNS = 5  # navigations per size, after one that warms the browser up; the median counts
 
 # Runs in the page before its scripts: notes when the first column has its count and a card.
-_WATCH_FIRST_COLUMN = (
-    """
+_WATCH_FIRST_COLUMN = """
 (() => {
   const check = () => {
-    const column = document.querySelector('section[data-status="%s"]');
+    const column = document.querySelector('section[data-status="FIRST_COLUMN"]');
     if (column && column.dataset.total !== undefined && column.querySelector('[data-testid="task-card"]')) {
       window.__firstColumnMs = performance.now();
       return;
@@ -49,9 +48,7 @@ _WATCH_FIRST_COLUMN = (
   };
   requestAnimationFrame(check);
 })();
-"""
-    % FIRST_COLUMN
-)
+""".replace("FIRST_COLUMN", FIRST_COLUMN)
 
 _WAIT_FOR_TITLE = """
 (title) => { window.__shown = new Promise((resolve) => {
@@ -183,7 +180,7 @@ def _live_delay(page: Any, server: TaskServer, token: str | None) -> float:
     page.evaluate(_WAIT_FOR_TITLE, title)
     metadata = [("authorization", f"Bearer {token}")] if token else []
     with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
-        stub = rpc.TaskServiceStub(channel)  # type: ignore[no-untyped-call]
+        stub = rpc.TaskServiceStub(channel)
         sent_ms = time.time() * 1000
         stub.CreateTask(pb.CreateTaskRequest(title=title), metadata=metadata, timeout=10)
     shown_ms = float(page.evaluate("window.__shown"))
