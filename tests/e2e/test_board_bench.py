@@ -18,6 +18,7 @@ pytestmark = pytest.mark.browser
 SMALL, LARGE = 100, 5_000
 
 
+@pytest.mark.timeout(600)  # fills a 5,000-task database on the first run, then ~12 navigations
 def test_the_board_over_thousands_of_tasks_opens_fast_with_few_nodes_and_stays_live(tmp_path: Path) -> None:
     need(board.chromium_path() is not None, "no Chromium found (apt-get install chromium)")
     need((ROOT / "web" / "dist" / "index.html").is_file(), "the board is not built (needs Node.js: make web)")
