@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from taskservice.api import task_service_pb2 as pb
+from taskservice.api import task_service_pb2_grpc as rpc
 from tests.servers import ServerProcess
 from tests.watching import Watch
 
@@ -36,7 +37,9 @@ writes = st.builds(
 )
 
 
-def _run_writes(stub, tag: str, ids: list[str], plan: list[Write], started: threading.Event) -> None:
+def _run_writes(
+    stub: rpc.TaskServiceStub, tag: str, ids: list[str], plan: list[Write], started: threading.Event
+) -> None:
     started.set()
     for write in plan:
         if write.kind == "create" or not ids:
@@ -80,7 +83,7 @@ def _apply(view: dict[str, pb.Task], event: pb.TaskEvent, tag: str, statuses: li
         view.pop(task.id, None)
 
 
-def _everything(stub, tag: str, statuses: list[int]) -> dict[str, pb.Task]:
+def _everything(stub: rpc.TaskServiceStub, tag: str, statuses: list[int]) -> dict[str, pb.Task]:
     page = stub.ListTasks(pb.ListTasksRequest(labels=[tag], statuses=statuses, page_size=1000))  # type: ignore[arg-type]
     assert not page.next_page_token
     return {task.id: task for task in page.tasks}
