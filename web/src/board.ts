@@ -86,6 +86,7 @@ export class Board {
     this.live?.stop();
     this.live = null;
     this.undrag();
+    for (const column of this.columns) column.destroy();
   }
 
   find(id: string): Task | undefined {

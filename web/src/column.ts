@@ -72,6 +72,13 @@ export class Column {
     });
   }
 
+  /** Stop for good: pending answers are ignored, the list lets go of its observers. */
+  destroy(): void {
+    this.generation++;
+    window.clearTimeout(this.recountTimer);
+    this.list.destroy();
+  }
+
   get loaded(): readonly Task[] {
     return this.tasks;
   }
@@ -202,6 +209,7 @@ export class Column {
 
   private async recount(): Promise<void> {
     const generation = this.generation;
+    this.recountTimer = undefined;
     try {
       const page = await this.client.listTasks({ ...listRequest(this.filters, this.status, 1) });
       if (generation !== this.generation) return;
@@ -210,11 +218,9 @@ export class Column {
       this.recent = later;
       this.total = page.totalCount + later.reduce((sum, entry) => sum + (entry.delta ?? 0), 0);
       this.draw();
-      this.recountTimer = undefined;
       if (later.some((entry) => entry.delta === null)) this.scheduleRecount();
     } catch {
-      this.recountTimer = undefined;
-      this.scheduleRecount();
+      if (generation === this.generation) this.scheduleRecount();
     }
   }
 

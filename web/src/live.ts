@@ -35,8 +35,10 @@ export class LiveWatch {
     private readonly on: LiveHandlers,
   ) {
     this.sequence = after;
-    window.addEventListener("online", () => this.wake?.());
+    window.addEventListener("online", this.online);
   }
+
+  private readonly online = (): void => this.wake?.();
 
   /** Run until stop(): connect, deliver events, and reconnect with backoff after every drop. */
   async run(): Promise<void> {
@@ -71,6 +73,7 @@ export class LiveWatch {
 
   stop(): void {
     this.stopped = true;
+    window.removeEventListener("online", this.online);
     this.abort?.abort();
     this.wake?.();
   }
