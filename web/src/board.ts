@@ -5,7 +5,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { TaskClient } from "./api";
 import type { CardActions } from "./card";
-import { Column } from "./column";
+import { Column, type ColumnBoard } from "./column";
 import { enableDragAndDrop } from "./dragdrop";
 import { type Filters, watchRequest } from "./filters";
 import { COLUMNS } from "./format";
@@ -17,6 +17,9 @@ export interface BoardHandlers {
   /** Tell the person something (an empty string clears it). */
   say(message: string): void;
   edit(task: Task): void;
+  addSubtask(parent: Task): void;
+  /** A live event arrived (a project shared with the caller may have come with it). */
+  changed(): void;
 }
 
 const REPLAY_MAX = 5000; // recent events kept to bring a freshly loaded page up to date
@@ -25,7 +28,8 @@ const LOCAL_MAX = 1000;
 export class Board {
   readonly columns: Column[];
   private live: LiveWatch | null = null;
-  private filters: Filters = { priority: 0, label: "", assignee: "" };
+  private filters: Filters = { projectId: "", priority: 0, label: "", assignee: "" };
+  private childIndex: Map<string, Task[]> | null = null;
   private generation = 0;
   private recent: TaskEvent[] = [];
   /** Versions this board wrote and applied itself: their events change nothing more. */
@@ -41,12 +45,21 @@ export class Board {
     const actions: CardActions = {
       edit: (task) => on.edit(task),
       move: (task, status) => void this.move(task.id, status),
+      addSubtask: (parent) => on.addSubtask(parent),
     };
-    this.columns = COLUMNS.map(
-      ([status, name]) => new Column(status, name, client, actions, (c, after, ids) => this.replay(c, after, ids)),
-    );
+    const board: ColumnBoard = {
+      replay: (column, after, ids) => this.replay(column, after, ids),
+      children: (task) => this.children(task),
+      underParent: (task) => task.parentId !== "" && this.find(task.parentId) !== undefined,
+    };
+    this.columns = COLUMNS.map(([status, name]) => new Column(status, name, client, actions, board));
     root.replaceChildren(...this.columns.map((column) => column.element));
     this.undrag = enableDragAndDrop(this.columns, (id, _from, to) => void this.move(id, to));
+  }
+
+  /** The filters the columns show (or are loading). */
+  get shown(): Filters {
+    return this.filters;
   }
 
   /** Load every column's first page under `filters`, then follow the changes from there. */
@@ -70,6 +83,7 @@ export class Board {
       return;
     }
     if (generation !== this.generation) return;
+    this.changedTasks(true);
     // Which filters the columns show now (for tests and styles): `priority=0&label=…&assignee=…`.
     this.root.dataset.filters = new URLSearchParams(Object.entries(filters).map(([k, v]) => [k, String(v)])).toString();
     const after = this.columns.reduce((min, c) => (c.sequence < min ? c.sequence : min), this.columns[0].sequence);
@@ -102,6 +116,7 @@ export class Board {
     this.local.set(task.id, task.version);
     if (this.local.size > LOCAL_MAX) this.local.delete(this.local.keys().next().value as string);
     for (const column of this.columns) column.applyLocal(task, before);
+    this.changedTasks(task.parentId !== "");
   }
 
   /** Move a card to another column: at once on screen, then on the server; back if it refuses.
@@ -161,6 +176,27 @@ export class Board {
       return;
     }
     for (const column of this.columns) column.apply(event);
+    this.changedTasks(task.parentId !== "");
+    this.on.changed();
+  }
+
+  /** The loaded subtasks of `task`, from an index rebuilt after the loaded tasks change. */
+  private children(task: Task): readonly Task[] {
+    if (this.childIndex === null) {
+      this.childIndex = new Map();
+      for (const column of this.columns) {
+        for (const t of column.loaded) {
+          if (t.parentId) this.childIndex.set(t.parentId, [...(this.childIndex.get(t.parentId) ?? []), t]);
+        }
+      }
+    }
+    return this.childIndex.get(task.id) ?? [];
+  }
+
+  /** Loaded tasks changed; a subtask among them: its parent's card (maybe in another column) too. */
+  private changedTasks(subtask: boolean): void {
+    this.childIndex = null;
+    if (subtask) for (const column of this.columns) column.draw();
   }
 
   private replay(column: Column, after: bigint, ids: Set<string>): void {

@@ -1,4 +1,5 @@
-// One task card: its fields, a status menu and the keyboard moves (Shift+Arrow to the next column).
+// One task card: its fields, its subtasks, a status menu and the keyboard moves (Shift+Arrow to the
+// next column).
 
 import { h } from "./dom";
 import { COLUMNS, PRIORITY_NAMES, dueToInput, isOverdue } from "./format";
@@ -7,6 +8,30 @@ import type { Task, TaskStatus } from "./gen/taskservice/task_service_pb";
 export interface CardActions {
   edit(task: Task): void;
   move(task: Task, status: TaskStatus): void;
+  addSubtask(parent: Task): void;
+}
+
+/** A card's subtasks: each with its status and an edit button (they may sit in another column). */
+function subtaskList(children: readonly Task[], actions: CardActions): HTMLElement | null {
+  if (!children.length) return null;
+  return h(
+    "ul",
+    { class: "subtasks", "aria-label": "Subtasks", "data-testid": "subtasks" },
+    ...children.map((child) => {
+      const edit = h("button", { type: "button", class: "link", "aria-label": `Edit ${child.title}` }, "Edit");
+      edit.addEventListener("click", () => actions.edit(child));
+      const status = COLUMNS.find(([s]) => s === child.status)?.[1] ?? "";
+      return h(
+        "li",
+        { "data-testid": "subtask", "data-task-id": child.id },
+        h("span", { class: "subtask-title" }, child.title),
+        " ",
+        h("span", { class: "badge" }, status),
+        " ",
+        edit,
+      );
+    }),
+  );
 }
 
 /** The column `step` places left (-1) or right (+1) of `status`, or null at either end. */
@@ -15,7 +40,12 @@ export function neighbour(status: TaskStatus, step: number): TaskStatus | null {
   return index >= 0 && index < COLUMNS.length ? COLUMNS[index][0] : null;
 }
 
-export function card(task: Task, actions: CardActions, pending = false): HTMLElement {
+export function card(
+  task: Task,
+  actions: CardActions,
+  pending = false,
+  children: readonly Task[] = [],
+): HTMLElement {
   const titleId = `task-${task.id}-title`;
   const move = h(
     "select",
@@ -31,6 +61,12 @@ export function card(task: Task, actions: CardActions, pending = false): HTMLEle
     "Edit",
   );
   edit.addEventListener("click", () => actions.edit(task));
+  const subtask = h(
+    "button",
+    { type: "button", class: "link", "data-testid": "task-add-subtask", "aria-describedby": titleId },
+    "+ Subtask",
+  );
+  subtask.addEventListener("click", () => actions.addSubtask(task));
   const due = dueToInput(task);
   const element = h(
     "article",
@@ -56,7 +92,8 @@ export function card(task: Task, actions: CardActions, pending = false): HTMLEle
     task.labels.length
       ? h("ul", { class: "labels", "aria-label": "Labels" }, ...task.labels.map((l) => h("li", {}, l)))
       : null,
-    h("div", { class: "card-actions" }, move, edit),
+    subtaskList(children, actions),
+    h("div", { class: "card-actions" }, move, edit, subtask),
   );
   element.addEventListener("keydown", (event) => {
     if (event.target !== element || !event.shiftKey) return;

@@ -15,6 +15,16 @@ const NEXT_PAGE = 100;
 const RECOUNT_AFTER_MS = 300;
 const RECENT_MAX = 2000;
 
+/** What a column asks of the board it is on. */
+export interface ColumnBoard {
+  /** Apply the recent events after `after` to the tasks `ids` that a later page just brought. */
+  replay(column: Column, after: bigint, ids: Set<string>): void;
+  /** The loaded subtasks of `task`, shown on its card. */
+  children(task: Task): readonly Task[];
+  /** A subtask whose parent is loaded on the board is shown on the parent's card, not as a card. */
+  underParent(task: Task): boolean;
+}
+
 /** A count change an event caused: a number, or null when it cannot be known without asking. */
 type Delta = number | null;
 
@@ -28,7 +38,7 @@ export class Column {
   private nextToken = "";
   /** The last task the pages loaded so far reach (the keyset position of `nextToken`). */
   private rangeEnd: Task | null = null;
-  private filters: Filters = { priority: 0, label: "", assignee: "" };
+  private filters: Filters = { projectId: "", priority: 0, label: "", assignee: "" };
   private loading: Promise<void> | null = null;
   private generation = 0;
   private pending = new Set<string>();
@@ -43,7 +53,7 @@ export class Column {
     readonly name: string,
     private readonly client: TaskClient,
     private readonly actions: CardActions,
-    private readonly replay: (column: Column, after: bigint, ids: Set<string>) => void,
+    private readonly board: ColumnBoard,
   ) {
     const headingId = `column-${status}`;
     this.countText = h("span", { class: "count", "data-testid": "column-count" }, "(…)");
@@ -65,7 +75,12 @@ export class Column {
     );
     this.list = new VirtualList<Task>(scroller, {
       key: (task) => task.id,
-      row: (task) => card(task, this.actions, this.pending.has(task.id)),
+      row: (task) => card(task, this.actions, this.pending.has(task.id), this.board.children(task)),
+      signature: (task) =>
+        this.board
+          .children(task)
+          .map((child) => `${child.id}:${child.version}:${child.status}`)
+          .join(),
       nearEnd: () => void this.loadMore(),
       estimateSize: 150,
       gap: 10,
@@ -120,7 +135,7 @@ export class Column {
         this.nextToken = page.nextPageToken;
         this.rangeEnd = page.tasks.at(-1) ?? this.rangeEnd;
         // Events after this page's snapshot may already have passed these tasks by: apply them again.
-        this.replay(this, page.sequence, new Set(fresh.map((task) => task.id)));
+        this.board.replay(this, page.sequence, new Set(fresh.map((task) => task.id)));
         this.draw();
       } finally {
         if (generation === this.generation) this.loading = null;
@@ -224,11 +239,12 @@ export class Column {
     }
   }
 
-  private draw(): void {
+  /** Redraw what is in view (a subtask elsewhere on the board changed). */
+  draw(): void {
     this.countText.textContent = `(${this.total.toLocaleString("en")})`;
     this.element.dataset.total = String(this.total);
     this.element.dataset.loaded = String(this.tasks.length);
     this.empty.hidden = this.tasks.length > 0 || this.element.getAttribute("aria-busy") === "true";
-    this.list.setItems(this.tasks);
+    this.list.setItems(this.tasks.filter((task) => !this.board.underParent(task)));
   }
 }

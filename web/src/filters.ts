@@ -10,6 +10,7 @@ import {
 } from "./gen/taskservice/task_service_pb";
 
 export interface Filters {
+  projectId: string; // "" for every task the caller may see
   priority: number;
   label: string;
   assignee: string;
@@ -21,14 +22,21 @@ export type WatchRequest = MessageInitShape<typeof WatchTasksRequestSchema>;
 /** A column's order: newest first (an index range scan on the server at any size). */
 const ORDER_BY = "created_at";
 
-export function readFilters(form: HTMLFormElement): Filters {
+/** The filter form's values, for the project `projectId` ("" for all of them). */
+export function readFilters(form: HTMLFormElement, projectId: string): Filters {
   const value = (name: string): string => (form.elements.namedItem(name) as HTMLInputElement).value.trim();
-  return { priority: Number(value("priority")) || 0, label: value("label"), assignee: value("assignee") };
+  return {
+    projectId,
+    priority: Number(value("priority")) || 0,
+    label: value("label"),
+    assignee: value("assignee"),
+  };
 }
 
 /** The ListTasks request for one column's page; every filter is applied by the server. */
 export function listRequest(f: Filters, status: TaskStatus, pageSize: number, pageToken = ""): ListRequest {
   return {
+    projectId: f.projectId,
     statuses: [status],
     priorities: f.priority ? [f.priority] : [],
     labels: f.label ? [f.label] : [],
@@ -43,15 +51,18 @@ export function listRequest(f: Filters, status: TaskStatus, pageSize: number, pa
 /** The board's one watch: every column at once, narrowed by what WatchTasks can filter on. */
 export function watchRequest(f: Filters, afterSequence: bigint): WatchRequest {
   const labels = f.label ? [f.label] : [];
+  const projectIds = f.projectId ? [f.projectId] : [];
   // A store that never logged an event (filled outside the server) lists sequence 0, which the
   // server reads as "from now": the only case where a write between list and watch could be missed.
-  return { labels, afterSequence };
+  return { labels, projectIds, afterSequence };
 }
 
 /** The server's test for `listRequest` (store/sql.py `where`), on one task. */
 export function matches(task: Task, f: Filters, status: TaskStatus): boolean {
   return (
     task.status === status &&
+    !task.deleteTime && // in the trash
+    (!f.projectId || task.projectId === f.projectId) &&
     (!f.priority || task.priority === f.priority) &&
     (!f.label || task.labels.includes(f.label)) &&
     (!f.assignee || task.assignedTo === f.assignee)

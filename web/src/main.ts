@@ -6,7 +6,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { requestId, taskClient } from "./api";
 import { Board } from "./board";
 import { byId } from "./dom";
-import { readFilters } from "./filters";
+import { type Filters, readFilters } from "./filters";
 import { dueFromInput, dueToInput, splitLabels } from "./format";
 import {
   CreateTaskRequestSchema,
@@ -17,6 +17,7 @@ import {
 } from "./gen/taskservice/task_service_pb";
 import type { ConnectionState } from "./live";
 import { startMetricsPanel } from "./metrics";
+import { Projects } from "./projects";
 import { startWebhooksPanel } from "./webhooks";
 import { adoptTokenFromLocation, clearToken, identity, setToken, token } from "./session";
 import "./style.css";
@@ -38,6 +39,7 @@ const editor = byId<HTMLDialogElement>("editor");
 const editForm = byId<HTMLFormElement>("edit-form");
 const signIn = byId("sign-in");
 let board: Board | null = null;
+const projects = new Projects(client, projectChanged, say);
 let editing: Task | null = null;
 let filterTimer: number | undefined;
 
@@ -131,6 +133,7 @@ async function submitNewTask(event: SubmitEvent): Promise<void> {
         labels: splitLabels(field(newTask, "labels").value),
         assignedTo: field(newTask, "assignee").value.trim(),
         dueDate: dueFromInput(field(newTask, "due").value),
+        projectId: projects.current,
         requestId: requestId(),
       }),
     );
@@ -145,21 +148,56 @@ async function submitNewTask(event: SubmitEvent): Promise<void> {
   }
 }
 
+/** What the board should show: the filter form under the chosen project. */
+function wanted(): Filters {
+  return readFilters(filterForm, projects.current);
+}
+
+/** The project list was re-read or another project chosen: re-query when the choice changed. */
+function projectChanged(): void {
+  if (board && board.shown.projectId !== projects.current) void board.show(wanted());
+}
+
+async function addSubtask(parent: Task): Promise<void> {
+  const title = window.prompt(`New subtask of "${parent.title}"`)?.trim();
+  if (!title) return;
+  try {
+    const task = await client.createTask(
+      create(CreateTaskRequestSchema, {
+        title,
+        projectId: parent.projectId,
+        parentId: parent.id,
+        requestId: requestId(),
+      }),
+    );
+    board?.applyLocal(task);
+  } catch (error) {
+    say(explain(error));
+  }
+}
+
 function startBoard(): void {
   board?.stop();
   signIn.hidden = true;
   const me = identity();
   byId("who").textContent = me ? `Signed in as ${me.userId}${me.isAdmin ? " (admin)" : ""}` : "";
   byId("sign-out").hidden = !token();
-  board = new Board(columns, client, { state: showState, say, edit: openEditor });
+  board = new Board(columns, client, {
+    state: showState,
+    say,
+    edit: openEditor,
+    addSubtask: (parent) => void addSubtask(parent),
+    changed: () => projects.refreshSoon(), // a task of a project this board does not list yet
+  });
   showState("connecting");
-  void board.show(readFilters(filterForm));
+  projects.start();
+  void board.show(wanted());
 }
 
 /** Filters re-query every column through the same path as the first load (debounced while typing). */
 function refilter(): void {
   window.clearTimeout(filterTimer);
-  filterTimer = window.setTimeout(() => void board?.show(readFilters(filterForm)), 250);
+  filterTimer = window.setTimeout(() => void board?.show(wanted()), 250);
 }
 
 function main(): void {
@@ -181,6 +219,7 @@ function main(): void {
   });
   byId("sign-out").addEventListener("click", () => {
     clearToken();
+    projects.stop();
     board?.stop();
     board = null;
     columns.replaceChildren();

@@ -10,8 +10,10 @@ import {
 } from "@tanstack/virtual-core";
 
 export interface VirtualListOptions<T> {
-  /** The stable key of an item; a row is rebuilt only when its item object changes. */
+  /** The stable key of an item; a row is rebuilt when its item object or `signature` changes. */
   key(item: T): string;
+  /** What else a row shows that is not in its item (a card's subtasks). */
+  signature(item: T): string;
   row(item: T): HTMLElement;
   /** Called when the last rows come into view: the owner may load more. */
   nearEnd(): void;
@@ -27,7 +29,7 @@ export class VirtualList<T> {
   readonly rows: HTMLElement;
   private items: readonly T[] = [];
   private readonly virtualizer: Virtualizer<HTMLElement, HTMLElement>;
-  private readonly rendered = new Map<string, { item: T; element: HTMLElement }>();
+  private readonly rendered = new Map<string, { item: T; signature: string; element: HTMLElement }>();
   private readonly unmount: () => void;
   private frozen = false;
 
@@ -98,13 +100,14 @@ export class VirtualList<T> {
       const key = this.options.key(item);
       keep.add(key);
       let entry = this.rendered.get(key);
-      if (!entry || entry.item !== item) {
+      const signature = this.options.signature(item);
+      if (!entry || entry.item !== item || entry.signature !== signature) {
         const element = this.options.row(item);
         element.classList.add("row");
         const focused = entry?.element.contains(document.activeElement) ? document.activeElement : null;
         if (entry) entry.element.replaceWith(element);
         else this.rows.append(element);
-        entry = { item, element };
+        entry = { item, signature, element };
         this.rendered.set(key, entry);
         if (focused instanceof HTMLElement) refocus(element, focused);
       }
