@@ -20,9 +20,9 @@ from taskservice.store.base import (
     EventBounds,
     EventListener,
     NewTask,
+    Page,
     ProjectChange,
     ProjectCheck,
-    Page,
     StoredEvent,
     TaskStore,
 )

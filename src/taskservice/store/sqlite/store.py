@@ -41,9 +41,9 @@ from taskservice.store.base import (
     EventBounds,
     EventListener,
     NewTask,
+    Page,
     ProjectChange,
     ProjectCheck,
-    Page,
     StoredEvent,
 )
 from taskservice.store.counts import CountCache
