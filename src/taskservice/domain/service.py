@@ -57,6 +57,7 @@ UPDATE_PATHS = (
 )
 _PLACEMENT = ("project_id", "parent_id")
 _BULK_CHUNK = 500
+BATCH_ITEMS_MAX = 1_000  # BatchCreateTasks: one request message, so a bounded one (CONTRACT §5.3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,6 +369,23 @@ class TaskService:
             first_id=tasks[0].id if tasks else "",
             last_id=tasks[-1].id if tasks else "",
         )
+
+    async def batch_create(
+        self, caller: Caller, request: pb.BatchCreateTasksRequest
+    ) -> pb.BulkCreateResponse:
+        """The unary form of `bulk_create` for browsers and HTTP: the same chunked writes and partial
+        success, each failing item reported by its index in `requests`."""
+        if len(request.requests) > BATCH_ITEMS_MAX:
+            raise InvalidArgument.field(
+                "requests",
+                f"a batch may carry at most {BATCH_ITEMS_MAX} tasks; use BulkCreateTasks for more",
+            )
+
+        async def items() -> AsyncIterator[pb.CreateTaskRequest]:
+            for item in request.requests:
+                yield item
+
+        return await self.bulk_create(caller, items())
 
     async def process(
         self, caller: Caller, commands: AsyncIterable[pb.TaskCommand | DomainError]

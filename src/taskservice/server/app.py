@@ -36,9 +36,13 @@ from taskservice.telemetry import metrics, tracing
 from taskservice.telemetry.accesslog import access_log
 from taskservice.transport import grpc as grpc_transport
 from taskservice.transport import http
+from taskservice.transport.calls import Calls
+from taskservice.transport.connect import ConnectTransport
 from taskservice.transport.grpc_telemetry import Telemetry
 from taskservice.transport.grpcweb import GrpcWebTransport
-from taskservice.transport.methods import task_service_methods, webhook_service_methods
+from taskservice.transport.methods import API_SERVICES, task_service_methods, webhook_service_methods
+from taskservice.transport.openapi import document as openapi_document
+from taskservice.transport.rest import RestTransport
 
 log = structlog.get_logger(__name__)
 
@@ -180,10 +184,17 @@ async def start(settings: Settings, reuse_port: bool = False) -> Server:
     readiness = Readiness(store, health_servicer, shutdown, ("", *services))
     metrics.watch_window(window)
     grpc_web = GrpcWebTransport(api, admission, shutdown, settings.max_message_bytes, tracer=tracer)
+    calls = Calls(api, admission, shutdown, tracer=tracer)
     app = http.build_app(
         shutdown,
         readiness,
         grpc_web=grpc_web,
+        connect=ConnectTransport(calls, settings.max_message_bytes),
+        rest=RestTransport(
+            calls, API_SERVICES, settings.max_message_bytes, sse_heartbeat=settings.sse_heartbeat
+        ),
+        rpc_prefixes=[f"/{service.full_name}/" for service in API_SERVICES],
+        openapi=openapi_document(API_SERVICES, api),
         cors_origins=settings.cors_origins,
         web_dir=Path(settings.web_dir) if settings.web_dir else None,
     )

@@ -73,6 +73,9 @@ class Settings:
     cors_origin: tuple[str, ...] = _setting(
         (), "origin allowed to call gRPC-Web from another site (repeatable or comma-separated; * = any)"
     )
+    sse_heartbeat: float = _setting(
+        15.0, "seconds between keep-alive comments on an idle Server-Sent Events stream (/v1/tasks:watch)"
+    )
     web_dir: str = _setting(
         "", "folder with the built board served at / (default: web/dist of the source tree)"
     )

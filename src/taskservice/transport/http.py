@@ -1,4 +1,5 @@
-"""The HTTP side: liveness, readiness, Prometheus metrics, gRPC-Web (with CORS) and the board."""
+"""The HTTP side: liveness, readiness, Prometheus metrics, the API (gRPC-Web and Connect at the RPC
+paths, REST under /v1, with CORS), its OpenAPI document and reference page, and the board."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
@@ -17,15 +19,35 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from taskservice.server.readiness import Readiness
 from taskservice.telemetry import metrics
+from taskservice.transport.connect import ConnectTransport
 from taskservice.transport.grpcweb import GrpcWebTransport
+from taskservice.transport.rest import RestTransport
 
 # Request headers gRPC-Web clients send (grpc-web and connect-web) besides custom metadata.
 _GRPC_WEB_HEADERS = ("content-type", "x-grpc-web", "x-user-agent", "grpc-timeout", "authorization")
 _GRPC_WEB_EXPOSED = ("grpc-status", "grpc-message", "grpc-status-details-bin", "x-request-id")
+_REST_EXPOSED = ("etag", "retry-after", "x-request-id")
+
+_DOCS = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>TaskService API</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body><div id="app"></div>
+<script src="/docs/scalar.js"></script>
+<script>Scalar.createApiReference('#app', {url: '/openapi.json', withDefaultFonts: false})</script>
+</body></html>
+"""
+_DOCS_NOT_BUILT = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>TaskService API</title></head>
+<body style="font-family: system-ui, sans-serif; max-width: 40rem; margin: 3rem auto; padding: 0 1rem">
+<h1>TaskService API</h1>
+<p>The API reference page is built with the board (<code>make web</code>), which has not been built.
+The OpenAPI document it shows is at <a href="/openapi.json">/openapi.json</a>.</p>
+</body></html>
+"""
 
 _NOT_BUILT = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>TaskService</title>
@@ -59,9 +81,17 @@ def build_app(
     readiness: Readiness,
     *,
     grpc_web: GrpcWebTransport | None = None,
+    connect: ConnectTransport | None = None,
+    rest: RestTransport | None = None,
+    rpc_prefixes: Sequence[str] = (),
+    openapi: dict[str, Any] | None = None,
     cors_origins: Sequence[str] = (),
     web_dir: Path | None = None,
 ) -> Starlette:
+    """The HTTP app. `rpc_prefixes` (`/package.Service/`) are answered by gRPC-Web or Connect, as the
+    request's content type says; `rest` answers its routes' first segments (`/v1/`)."""
+    web_dir = web_dir or default_web_dir()
+
     async def healthz(_: Request) -> JSONResponse:
         return JSONResponse({"status": "draining" if draining.is_set() else "ok"})
 
@@ -80,25 +110,65 @@ def build_app(
         Route("/metrics", prometheus),
     ]
     if grpc_web is not None:
-        for prefix in grpc_web.service_prefixes:
-            routes.append(Route(prefix + "{method}", _with_cors(grpc_web, cors_origins)))
+        prefixes = rpc_prefixes or grpc_web.service_prefixes
+        rpc = _with_cors(_rpc(grpc_web, connect), cors_origins, ["POST", "GET"], _GRPC_WEB_EXPOSED)
+        routes += [Route(prefix + "{method}", rpc) for prefix in prefixes]
+    if rest is not None:
+        methods = ["GET", "POST", "PATCH", "DELETE", "PUT"]
+        api = _with_cors(rest, cors_origins, methods, _REST_EXPOSED)
+        routes += [Route(prefix + "{path:path}", api) for prefix in rest.prefixes]
+    if openapi is not None:
+        document = openapi
+
+        async def openapi_json(_: Request) -> JSONResponse:
+            return JSONResponse(document)
+
+        async def docs(_: Request) -> HTMLResponse:
+            if (web_dir / "docs" / "scalar.js").is_file():
+                return HTMLResponse(_DOCS)
+            return HTMLResponse(_DOCS_NOT_BUILT, status_code=404)
+
+        routes += [Route("/openapi.json", openapi_json), Route("/docs", docs)]
     app = Starlette(routes=routes)
     # The board answers whatever no route claims, so routes added later (e.g. /metrics) always win.
-    app.router.default = _board(web_dir or default_web_dir())
+    app.router.default = _board(web_dir)
     return app
 
 
-def _with_cors(app: ASGIApp, origins: Sequence[str]) -> ASGIApp:
+def _rpc(grpc_web: GrpcWebTransport, connect: ConnectTransport | None) -> ASGIApp:
+    """One RPC path, two protocols: gRPC-Web by its content type, Connect for the rest."""
+    return grpc_web if connect is None else _RpcProtocols(grpc_web, connect)
+
+
+class _RpcProtocols:
+    """An ASGI app (a class, so Starlette's Route passes it the raw ASGI call) choosing the protocol."""
+
+    def __init__(self, grpc_web: GrpcWebTransport, connect: ConnectTransport) -> None:
+        self._grpc_web = grpc_web
+        self._connect = connect
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        content_type = b""
+        for key, value in scope["headers"]:
+            if key.lower() == b"content-type":
+                content_type = value.lower()
+        if content_type.startswith(b"application/grpc-web"):
+            await self._grpc_web(scope, receive, send)
+        else:
+            await self._connect(scope, receive, send)
+
+
+def _with_cors(app: ASGIApp, origins: Sequence[str], methods: list[str], exposed: Sequence[str]) -> ASGIApp:
     """Answer preflights and mark responses for the allow-listed origins only (none by default)."""
     if not origins:
         return app
     return CORSMiddleware(
         app,
         allow_origins=list(origins),
-        allow_methods=["POST"],
+        allow_methods=methods,
         # Any requested header: a client may send its own metadata keys as headers.
         allow_headers=["*", *_GRPC_WEB_HEADERS],
-        expose_headers=list(_GRPC_WEB_EXPOSED),
+        expose_headers=list(exposed),
         max_age=600,
     )
 

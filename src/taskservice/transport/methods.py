@@ -36,6 +36,9 @@ Call = Callable[[Caller, Any], Any]
 
 TASK_SERVICE: ServiceDescriptor = pb.DESCRIPTOR.services_by_name["TaskService"]
 WEBHOOK_SERVICE: ServiceDescriptor = pb.DESCRIPTOR.services_by_name["WebhookService"]
+# Every service of the `.proto`: HTTP routes and RPC paths exist for all of them, and a method with no
+# entry in the table answers UNIMPLEMENTED until one is added.
+API_SERVICES: tuple[ServiceDescriptor, ...] = tuple(pb.DESCRIPTOR.services_by_name.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +118,7 @@ def task_service_methods(service: TaskService) -> dict[str, Method]:
         "ListTasks": service.list,
         "WatchTasks": service.watch,
         "BulkCreateTasks": service.bulk_create,
+        "BatchCreateTasks": service.batch_create,
         "ProcessTaskStream": service.process,
         "UndeleteTask": service.undelete,
         "CreateProject": projects.create,
