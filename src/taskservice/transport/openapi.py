@@ -98,6 +98,9 @@ class _Builder:
         ]
         if route.body != "*":
             parameters += self._query(request, set(route.variables))
+        elif route.verb == "PATCH" and "update_mask" in request.fields_by_name:
+            mask = self._query(request, set(request.fields_by_name) - {"update_mask"})
+            parameters += [{**p, "description": "Else the JSON body's keys are the mask."} for p in mask]
         parameters += self._headers(route)
         operation: dict[str, Any] = {
             "operationId": method.name,

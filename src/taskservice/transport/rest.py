@@ -298,11 +298,9 @@ def _request(route: Route, values: list[str], scope: Scope, body: bytes) -> Mess
             _parse(document, request)
         else:
             _set(request, route.body.split("."), document)
-    if route.body != "*":
-        for name, query_values in _query(scope).items():
-            if name == _TOKEN_PARAM and route.streams:
-                continue
-            _set_text(request, name, query_values)
+    # Query parameters set fields even beside `body: "*"`, so PATCH takes `?update_mask=` (AIP-134).
+    for name, query_values in _query(scope).items():
+        _set_text(request, name, query_values)
     for name, value in zip(route.variables, values, strict=True):
         _set_text(request, name, [value])
     if route.verb == "PATCH" and _has_field(request, "update_mask"):
