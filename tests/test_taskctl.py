@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import time
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -374,3 +375,17 @@ def _self_signed_certificate() -> bytes:
         .sign(key, hashes.SHA256())
     )
     return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+def test_import_creates_through_batch_create_tasks(fresh_server: ServerProcess, tmp_path: Path) -> None:
+    fresh_server.start()
+    rows = tmp_path / "tasks.csv"
+    rows.write_text("title\n" + "".join(f"Row {i}\n" for i in range(3)))
+    result = taskctl(fresh_server, "import", str(rows))
+    assert result.exit_code == 0, result.stderr
+    metrics = urllib.request.urlopen(f"{fresh_server.http_url}/metrics", timeout=5).read().decode()
+    started = [line for line in metrics.splitlines() if line.startswith("grpc_server_started_total")]
+    assert any('grpc_method="BatchCreateTasks"' in line and line.endswith(" 1.0") for line in started), (
+        started
+    )
+    assert not any('grpc_method="BulkCreateTasks"' in line and not line.endswith(" 0.0") for line in started)

@@ -22,7 +22,7 @@ from taskservice.cli.transfer import Row, RowError, detect_format, read_rows, wr
 from taskservice.client import TaskClient, TaskServiceError
 from taskservice.client.errors import code_name
 
-_IMPORT_CHUNK = 500  # rows per BulkCreateTasks stream: keeps each response far below 4 MiB
+_IMPORT_CHUNK = 500  # rows per BatchCreateTasks call (at most 1,000): each response far below 4 MiB
 
 
 @click.command(name="export")
@@ -93,13 +93,15 @@ def _count_lines(file: str) -> int:
 
 @dataclass
 class ImportRun:
-    """One import: rows are created in chunks through BulkCreateTasks, then the statuses that are
-    not todo (a new task always starts as todo) are set through one ProcessTaskStream. It keeps
-    what it has done, so a failure part-way can still be reported row by row."""
+    """One import: rows are created in chunks through BatchCreateTasks (BulkCreateTasks on a server
+    that does not have it yet), then the statuses that are not todo (a new task always starts as
+    todo) are set through one ProcessTaskStream. It keeps what it has done, so a failure part-way
+    can still be reported row by row."""
 
     client: TaskClient
     created: list[tuple[Row, pb.Task]] = field(default_factory=list)
     rejected: list[RowError] = field(default_factory=list)
+    batch: bool = True  # whether the server answers BatchCreateTasks (learnt from the first chunk)
 
     def create(self, rows: Iterator[Row | RowError], total: int | None) -> None:
         progress = Progress(
@@ -133,7 +135,7 @@ class ImportRun:
         for row in chunk:
             if not row.request.request_id:
                 row.request.request_id = str(uuid.uuid4())
-        response = self.client.bulk_create([row.request for row in chunk])
+        response = self._create_many([row.request for row in chunk])
         failed = {error.index: error for error in response.errors}
         tasks = iter(response.tasks)
         for index, row in enumerate(chunk):
@@ -142,6 +144,16 @@ class ImportRun:
                 self.rejected.append(RowError(row.line, f"{code_name(error.code)}: {error.error_message}"))
             else:
                 self.created.append((row, next(tasks)))
+
+    def _create_many(self, requests: list[pb.CreateTaskRequest]) -> pb.BulkCreateResponse:
+        if self.batch:
+            try:
+                return self.client.batch_create(requests)
+            except TaskServiceError as error:
+                if error.code != grpc.StatusCode.UNIMPLEMENTED:
+                    raise
+                self.batch = False  # an older server: stream the chunks instead
+        return self.client.bulk_create(requests)
 
     def apply_statuses(self) -> list[pb.Task]:
         """Set each non-todo status; returns every created task as it now is."""

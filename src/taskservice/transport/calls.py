@@ -63,9 +63,7 @@ class Unimplemented(DomainError):
 
 def to_json(message: Message) -> bytes:
     """A message as protobuf's canonical JSON (lowerCamel names), compact."""
-    return json.dumps(
-        json_format.MessageToDict(message), separators=(",", ":"), ensure_ascii=False
-    ).encode()
+    return json.dumps(json_format.MessageToDict(message), separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def http_status(code: int) -> int:
