@@ -33,6 +33,8 @@ SCENARIOS = (
     "Export p99 commit→ack, nats (CreateTask saturated)",
     "Export p99 commit→ack, redis (CreateTask saturated)",
     "Webhook p99 commit→received (CreateTask saturated)",
+    "REST GET /v1/tasks/{id}",
+    "Connect JSON GetTask",
 )
 COMPARED_WITH_CEILING = ("CreateTask", "GetTask", "UpdateTask", "BulkCreateTasks", "WatchTasks, 100 watchers")
 
@@ -142,3 +144,18 @@ def test_bench_runs_the_server_from_another_source_tree(
     assert "serve" in marker.read_text().split(), marker.read_text()
     assert results["meta"]["server_source"] == str(other.resolve())
     assert results["results"][0]["name"] == "BulkCreateTasks" and results["results"][0]["value"] > 0
+
+
+@pytest.mark.timeout(300)
+def test_bench_http_group_measures_rest_and_connect_against_grpc(tmp_path: Path) -> None:
+    """`--only http`: GetTask over REST and Connect JSON on the HTTP port, each against gRPC GetTask
+    on the same server in the same run."""
+    if shutil.which("h2load") is None and not os.environ.get("CI"):
+        pytest.skip("h2load is not installed (make install installs it where apt is available)")
+    results, printed = _quick_bench(tmp_path, "http", "--only", "http")
+    rows = {row["name"]: row for row in results["results"]}
+    assert set(rows) == {"REST GET /v1/tasks/{id}", "Connect JSON GetTask"}
+    for row in rows.values():
+        assert row["value"] > 0 and row["ceiling"] > 0 and row["ratio_of"] == "gRPC GetTask on the same server"
+        assert "; 0 failed" in row["note"], row["note"]
+    assert "only: http" in printed

@@ -8,7 +8,8 @@ and `report` (table, JSON, chart).
 
 # The scenario groups `taskservice bench --only` selects (kept here, free of imports, for the CLI).
 # "large" compares ListTasks at 1M tasks with the 1k-task pages, so it measures those too; "events"
-# runs CreateTask with both exports and a webhook (docs/integrations.md) on a server of its own.
-GROUPS = ("list", "unary", "bulk", "watch", "large", "events")
+# runs CreateTask with both exports and a webhook (docs/integrations.md) on a server of its own; "http"
+# compares GetTask over REST and Connect on the HTTP port with gRPC GetTask on the same server.
+GROUPS = ("list", "unary", "bulk", "watch", "large", "events", "http")
 # Groups run only when named with --only: "scale" needs PostgreSQL and starts a dozen servers.
 EXTRA_GROUPS = ("scale",)

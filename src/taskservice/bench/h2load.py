@@ -1,4 +1,5 @@
-"""Unary load from h2load (nghttp2's HTTP/2 load generator), sending pre-encoded gRPC frames.
+"""Unary load from h2load (nghttp2's HTTP/2 load generator), sending pre-encoded gRPC frames (or
+plain HTTP requests to the HTTP port: REST and Connect).
 
 A gRPC unary call is an HTTP/2 POST whose body is one length-prefixed message, so h2load can drive
 it with a fixed body: a compiled client that costs the server's two cores little, where a Python
@@ -85,17 +86,31 @@ class Outcome:
 
 
 def run(port: int, method: str, body: bytes, load: Load, token: str | None = None) -> Outcome:
-    """Call `method` with `body` under `load`; latency percentiles come from h2load's request log."""
+    """Call gRPC `method` with `body` under `load`; latency percentiles come from h2load's request log."""
+    headers = ["content-type: application/grpc", "te: trailers"]
+    return _run(f"http://127.0.0.1:{port}/{SERVICE}/{method}", body, headers, load, token)
+
+
+def run_http(
+    port: int,
+    path: str,
+    load: Load,
+    token: str | None = None,
+    *,
+    body: bytes | None = None,
+    content_type: str = "",
+) -> Outcome:
+    """GET `path` (or POST `body`) on the HTTP port under `load`, over HTTP/2 without TLS (h2c)."""
+    headers = [f"content-type: {content_type}"] if content_type else []
+    return _run(f"http://127.0.0.1:{port}{path}", body, headers, load, token)
+
+
+def _run(url: str, body: bytes | None, headers: list[str], load: Load, token: str | None) -> Outcome:
     with tempfile.TemporaryDirectory(prefix="taskservice-h2load-") as tmp:
-        data = Path(tmp) / "body"
-        data.write_bytes(body)
         log = Path(tmp) / "requests.log"
         cmd = [
             executable(),
-            f"http://127.0.0.1:{port}/{SERVICE}/{method}",
-            "-d", str(data),
-            "-H", "content-type: application/grpc",
-            "-H", "te: trailers",
+            url,
             "-c", str(load.clients),
             "-m", str(load.streams),
             "-t", "1",
@@ -103,6 +118,12 @@ def run(port: int, method: str, body: bytes, load: Load, token: str | None = Non
             "--warm-up-time", "500ms",
             "--log-file", str(log),
         ]  # fmt: skip
+        if body is not None:
+            data = Path(tmp) / "body"
+            data.write_bytes(body)
+            cmd += ["-d", str(data)]
+        for header in headers:
+            cmd += ["-H", header]
         if token:
             cmd += ["-H", f"authorization: Bearer {token}"]
         if load.rps_per_client:

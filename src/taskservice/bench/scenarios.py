@@ -304,6 +304,8 @@ class Bench:
                 self._bulk(server, ceiling, small)
             if "watch" in only:
                 self._streams(server, ceiling)
+            if "http" in only:
+                self._http(server, small)
         finally:
             server.stop()
             ceiling.stop()
@@ -369,6 +371,46 @@ class Bench:
         yard_u = asyncio.run(clients.updates(ceiling.grpc_port, ids, self.plan.seconds, self.token))
         self._row(Row("UpdateTask", "req/s", mine_u.per_second, yard_u.per_second, None,
                       note=f"Python asyncio client, 64 concurrent: client-bound; {mine_u.errors} errors"))  # fmt: skip
+
+    def _http(self, server: TaskServer, database: Path) -> None:
+        """GetTask over REST and Connect JSON on the HTTP port (h2c), against gRPC GetTask on the same
+        server in the same run, alternating round by round: what HTTP and JSON cost over gRPC."""
+        task_id = _task_ids(database, 1)[0]
+        rest_path, connect_path = f"/v1/tasks/{task_id}", f"/{h2load.SERVICE}/GetTask"
+        connect_body = json.dumps({"id": task_id}).encode()
+        self._check_http(server, rest_path, None)  # a failing call stops the run here
+        self._check_http(server, connect_path, connect_body)
+        frame = h2load.grpc_frame(pb.GetTaskRequest(id=task_id))
+        load = self._load()
+        grpc, rest, connect = [], [], []
+        for _ in range(self.plan.rounds):
+            grpc.append(h2load.run(server.grpc_port, "GetTask", frame, load, self.token))
+            rest.append(h2load.run_http(server.http_port, rest_path, load, self.token))
+            connect.append(
+                h2load.run_http(
+                    server.http_port,
+                    connect_path,
+                    load,
+                    self.token,
+                    body=connect_body,
+                    content_type="application/json",
+                )
+            )
+        on_grpc = h2load.median_outcome(grpc)
+        for name, outcome in (("REST GET /v1/tasks/{id}", rest), ("Connect JSON GetTask", connect)):
+            mine = h2load.median_outcome(outcome)
+            self._row(Row(name, "req/s", mine.requests_per_s, on_grpc.requests_per_s, Target("ratio", ">=", 0.60),
+                          note=f"h2load h2c 8x16 streams; p99 {mine.p99_ms:.1f} ms (gRPC {on_grpc.p99_ms:.1f}); "
+                               f"{mine.failed} failed", ratio_of="gRPC GetTask on the same server"))  # fmt: skip
+
+    def _check_http(self, server: TaskServer, path: str, body: bytes | None) -> None:
+        headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
+        if body is not None:
+            headers["content-type"] = "application/json"
+        request = urllib.request.Request(f"http://127.0.0.1:{server.http_port}{path}", body, headers)
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            if answer.status != 200:
+                raise RuntimeError(f"{path} answered {answer.status}")
 
     def _list_requests(self, port: int) -> tuple[pb.ListTasksRequest, pb.ListTasksRequest]:
         first = pb.ListTasksRequest(page_size=50, statuses=[pb.TASK_STATUS_TODO, pb.TASK_STATUS_IN_PROGRESS])

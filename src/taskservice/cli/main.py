@@ -157,7 +157,8 @@ def migrate(store: str, data_dir: str) -> None:
     help="run only this group of scenarios (repeatable), each still against the ceiling: list "
     "(ListTasks at 1k), unary (CreateTask, GetTask, the p99, UpdateTask), bulk, watch (fan-out, "
     "idle watchers), large (1M tasks: start-up, RSS, ListTasks against 1k), events (CreateTask with "
-    "--export to NATS and Redis and a webhook: export and delivery delay); scale (SQLite against "
+    "--export to NATS and Redis and a webhook: export and delivery delay), http (REST and Connect "
+    "GetTask on the HTTP port against gRPC GetTask); scale (SQLite against "
     "1-3 PostgreSQL replicas; needs --postgres) runs only when named",
 )
 @click.option(
