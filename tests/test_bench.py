@@ -156,6 +156,8 @@ def test_bench_http_group_measures_rest_and_connect_against_grpc(tmp_path: Path)
     rows = {row["name"]: row for row in results["results"]}
     assert set(rows) == {"REST GET /v1/tasks/{id}", "Connect JSON GetTask"}
     for row in rows.values():
-        assert row["value"] > 0 and row["ceiling"] > 0 and row["ratio_of"] == "gRPC GetTask on the same server"
+        assert (
+            row["value"] > 0 and row["ceiling"] > 0 and row["ratio_of"] == "gRPC GetTask on the same server"
+        )
         assert "; 0 failed" in row["note"], row["note"]
     assert "only: http" in printed

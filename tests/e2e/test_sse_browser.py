@@ -34,7 +34,7 @@ def wait_until(page: Any, expression: str, timeout: float = 20.0) -> Any:
 
 def test_event_source_stays_live_across_a_restart(chromium: Any, tmp_path: Path) -> None:
     proc = ServerProcess.jwt(tmp_path / "sse-browser").start()
-    context = chromium.new_context()  # type: ignore[attr-defined]
+    context = chromium.new_context()
     try:
         token = proc.token("alice")
         headers = {"authorization": f"Bearer {token}"}

@@ -393,7 +393,9 @@ class TaskClient:
         """BatchCreateTasks: up to 1,000 tasks in one unary call, with BulkCreateTasks' partial success.
         Retried (as unary calls are) when every item carries a request_id."""
         request = pb.BatchCreateTasksRequest(requests=requests)
-        return self._call("BatchCreateTasks", request, idempotent=all(r.request_id for r in requests))
+        return self._call(
+            "BatchCreateTasks", request, pb.BulkCreateResponse, idempotent=all(r.request_id for r in requests)
+        )
 
     def process(self, commands: Iterable[pb.TaskCommand]) -> Iterator[pb.TaskResult]:
         """ProcessTaskStream: one TaskResult per command, in order, as they are answered."""

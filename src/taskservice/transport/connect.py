@@ -11,7 +11,7 @@ its gRPC path, for plain HTTP clients (curl, `buf curl`, `@connectrpc/connect-we
   HTTP status of the code (unary), or in the end-stream message (streams).
 
 Compression is not offered: a compressed request answers `unimplemented`. See
-docs/decisions/0001-connect-adapter.md for why this is ours rather than the `connectrpc` package.
+docs/decisions/0007-connect-adapter.md for why this is ours rather than the `connectrpc` package.
 """
 
 from __future__ import annotations
