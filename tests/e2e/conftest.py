@@ -7,12 +7,14 @@ TASKSERVICE_REQUIRE_BROWSER=1 (set by .ci/run), where a missing piece is a failu
 from __future__ import annotations
 
 import dataclasses
+import mimetypes
 import os
 import secrets
 import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
@@ -112,3 +114,29 @@ def board(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Board]:
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+COMPAT = ROOT / "web" / "dist-compat"
+
+
+@pytest.fixture(scope="module")
+def compat_page(chromium: Any, board: Board) -> Iterator[Any]:
+    """The compat page, served on the server's own origin from the build output (not by the server)."""
+    need((COMPAT / "index.html").is_file(), "the grpc-web check page is not built (make web)")
+    context = chromium.new_context()
+    origin = board.server.http_url
+
+    def serve(route: Any) -> None:
+        relative = route.request.url.removeprefix(origin + "/compat/").split("?")[0] or "index.html"
+        path = (COMPAT / relative).resolve()
+        if not path.is_relative_to(COMPAT.resolve()) or not path.is_file():
+            route.fulfill(status=404)
+            return
+        route.fulfill(path=str(path), content_type=mimetypes.guess_type(path.name)[0] or "text/plain")
+
+    context.route(f"{origin}/compat/**", serve)
+    page = context.new_page()
+    page.goto(f"{origin}/compat/index.html")
+    page.wait_for_selector("body[data-ready=true]")
+    yield page
+    context.close()

@@ -6,42 +6,15 @@ binary mode must both work for unary calls, errors and server streaming, in a re
 
 from __future__ import annotations
 
-import mimetypes
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from taskservice.api import task_service_pb2 as pb
-from tests.e2e.conftest import Board, need
-from tests.servers import ROOT
+from tests.e2e.conftest import Board
 
 pytestmark = pytest.mark.browser
-COMPAT = ROOT / "web" / "dist-compat"
-
-
-@pytest.fixture(scope="module")
-def compat_page(chromium: Any, board: Board) -> Iterator[Any]:
-    """The compat page, served on the server's own origin from the build output (not by the server)."""
-    need((COMPAT / "index.html").is_file(), "the grpc-web check page is not built (make web)")
-    context = chromium.new_context()
-    origin = board.server.http_url
-
-    def serve(route: Any) -> None:
-        relative = route.request.url.removeprefix(origin + "/compat/").split("?")[0] or "index.html"
-        path = (COMPAT / relative).resolve()
-        if not path.is_relative_to(COMPAT.resolve()) or not path.is_file():
-            route.fulfill(status=404)
-            return
-        route.fulfill(path=str(path), content_type=mimetypes.guess_type(path.name)[0] or "text/plain")
-
-    context.route(f"{origin}/compat/**", serve)
-    page = context.new_page()
-    page.goto(f"{origin}/compat/index.html")
-    page.wait_for_selector("body[data-ready=true]")
-    yield page
-    context.close()
 
 
 @pytest.mark.parametrize("fmt", ["text", "binary"])
