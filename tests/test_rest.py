@@ -193,3 +193,32 @@ def test_rate_limited_calls_get_429_with_retry_after(tmp_path_factory: pytest.Te
         assert limited[0].json()["code"] == 8
     finally:
         proc.stop()
+
+
+def test_cors_allows_listed_origins_to_call_rest(tmp_path_factory: pytest.TempPathFactory) -> None:
+    origin = "https://board.example"
+    proc = ServerProcess.jwt(tmp_path_factory.mktemp("rest-cors"), "--cors-origin", origin).start()
+    try:
+        preflight = httpx.options(
+            f"{proc.http_url}/v1/tasks/x",
+            headers={
+                "origin": origin,
+                "access-control-request-method": "PATCH",
+                "access-control-request-headers": "authorization, if-match, content-type",
+            },
+            timeout=10,
+        )
+        assert preflight.status_code == 200
+        assert "PATCH" in preflight.headers["access-control-allow-methods"]
+        token = {"authorization": f"Bearer {proc.token('alice')}", "origin": origin}
+        created = httpx.post(f"{proc.http_url}/v1/tasks", json={"title": "cors"}, headers=token, timeout=10)
+        assert created.headers["access-control-allow-origin"] == origin
+        assert "etag" in created.headers["access-control-expose-headers"].lower()
+        stranger = httpx.options(
+            f"{proc.http_url}/v1/tasks",
+            headers={"origin": "https://evil.example", "access-control-request-method": "POST"},
+            timeout=10,
+        )
+        assert stranger.status_code == 400 and "access-control-allow-origin" not in stranger.headers
+    finally:
+        proc.stop()

@@ -156,3 +156,24 @@ def test_last_event_id_resumes_across_a_server_restart(tmp_path: Path, reader: l
         assert [e[0] for e in by_param.wait_for(3)] == [e[0] for e in events]
     finally:
         proc.stop()
+
+
+def test_an_event_stream_holds_one_of_the_users_stream_slots(
+    tmp_path: Path, reader: list[EventReader]
+) -> None:
+    proc = ServerProcess.jwt(tmp_path / "sse-quota", "--max-streams-per-user", "1").start()
+    try:
+        token = proc.token("alice")
+        url = f"{proc.http_url}/v1/tasks:watch?access_token={token}"
+        first = EventReader(url)
+        reader.append(first)
+        time.sleep(0.8)
+        assert first.status == 200
+        second = httpx.get(url, timeout=10)
+        assert second.status_code == 429 and second.json()["code"] == 8
+        other_user = EventReader(f"{proc.http_url}/v1/tasks:watch?access_token={proc.token('bob')}")
+        reader.append(other_user)
+        time.sleep(0.8)
+        assert other_user.status == 200
+    finally:
+        proc.stop()
