@@ -169,9 +169,12 @@ def test_unknown_method_is_unimplemented(server: ServerProcess) -> None:
 
 
 def test_other_content_types_and_methods_are_refused(server: ServerProcess) -> None:
+    """JSON and GET at these paths are the Connect protocol (tests/test_connect.py); anything else
+    that is not gRPC-Web is refused."""
     url = f"{server.http_url}/taskservice.TaskService/GetTask"
-    assert httpx.post(url, content=b"{}", headers={"content-type": "application/json"}).status_code == 415
-    assert httpx.get(url).status_code == 405
+    assert httpx.post(url, content=b"{}", headers={"content-type": "text/plain"}).status_code == 415
+    assert httpx.put(url, content=b"{}", headers={"content-type": BINARY}).status_code == 405
+    assert httpx.put(url, content=b"{}", headers={"content-type": "application/json"}).status_code == 405
 
 
 def test_unary_call_works_over_h2c(server: ServerProcess, tag: str) -> None:

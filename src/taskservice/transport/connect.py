@@ -118,7 +118,9 @@ class ConnectTransport:
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
         method = self._calls.methods.get(scope["path"])
         try:
-            if scope["method"] == "GET":
+            if scope["method"] not in ("GET", "POST"):
+                await _plain(send, 405, "Connect calls use POST (or GET)\n", [(b"allow", b"POST, GET")])
+            elif scope["method"] == "GET":
                 await self._get(scope, method, headers, send)
             elif content_type in STREAM_TYPES:
                 await self._stream(
