@@ -222,3 +222,30 @@ def test_cors_allows_listed_origins_to_call_rest(tmp_path_factory: pytest.TempPa
         assert stranger.status_code == 400 and "access-control-allow-origin" not in stranger.headers
     finally:
         proc.stop()
+
+
+def test_every_route_answers_with_auth_and_refuses_without(api: tuple[ServerProcess, httpx.Client]) -> None:
+    """Each binding of the .proto: implemented ones need a token and then answer (an empty or made-up
+    request may be invalid or not found, never a server error); the others answer 501."""
+    proc, client = api
+    # What the server implements is what its OpenAPI document lists (checked in test_openapi.py).
+    document = client.get("/openapi.json").json()["paths"]
+    implemented = {(verb.upper(), path) for path, verbs in document.items() for verb in verbs}
+    checked = 0
+    for route in routes(API_SERVICES):
+        if route.streams:
+            continue  # the event stream: tests/test_sse.py
+        path = route.template
+        for name in route.variables:
+            path = path.replace("{" + name + "}", "x-" + name.replace("_", "-"))
+        body = {} if route.body else None
+        answer = client.request(route.verb, path, json=body)
+        anonymous = httpx.request(route.verb, proc.http_url + path, json=body, timeout=10)
+        if (route.verb, route.template) in implemented:
+            assert answer.status_code in (200, 400, 404), (route.template, answer.text)
+            assert anonymous.status_code == 401, route.template
+        else:
+            assert answer.status_code == 501 and answer.json()["code"] == 12, (route.template, answer.text)
+        assert answer.headers["content-type"] == "application/json"
+        checked += 1
+    assert checked >= 15
