@@ -238,7 +238,7 @@ def test_every_route_answers_with_auth_and_refuses_without(api: tuple[ServerProc
         path = route.template
         for name in route.variables:
             path = path.replace("{" + name + "}", "x-" + name.replace("_", "-"))
-        body = {} if route.body else None
+        body: dict[str, object] | None = {} if route.body else None
         answer = client.request(route.verb, path, json=body)
         anonymous = httpx.request(route.verb, proc.http_url + path, json=body, timeout=10)
         if (route.verb, route.template) in implemented:
