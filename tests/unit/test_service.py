@@ -114,3 +114,15 @@ def test_a_page_token_from_another_query_is_refused(app: InProcess, people: Peop
             labels=[people.tag], page_size=1, order_by="priority", page_token=page.next_page_token
         )
         app.run(app.service.list(people.alice, other))
+
+
+def test_batch_create_reports_each_failure_by_index_and_refuses_more_than_1000(
+    app: InProcess, people: People
+) -> None:
+    items = [pb.CreateTaskRequest(title=title, labels=[people.tag]) for title in ("one", "", "three")]
+    response = app.run(app.service.batch_create(people.alice, pb.BatchCreateTasksRequest(requests=items)))
+    assert [t.title for t in response.tasks] == ["one", "three"] and response.success_count == 2
+    assert [(e.index, e.code) for e in response.errors] == [(1, 3)]
+    too_many = pb.BatchCreateTasksRequest(requests=[pb.CreateTaskRequest(title="x")] * 1001)
+    with pytest.raises(InvalidArgument, match="at most 1000"):
+        app.run(app.service.batch_create(people.alice, too_many))
