@@ -174,9 +174,16 @@ def test_batch_create_reports_partial_success_by_index(
 
 
 def test_methods_not_built_yet_answer_501(api: tuple[ServerProcess, httpx.Client]) -> None:
+    """Routes exist for every binding of the .proto; those without a use case yet say so."""
     _, client = api
-    # Routes exist for every binding of the .proto; those without a use case yet say so.
-    answer = client.get("/v1/webhooks/w1")
+    document = client.get("/openapi.json").json()["paths"]
+    missing = [r for r in routes(API_SERVICES) if r.verb.lower() not in document.get(r.template, {})]
+    if not missing:
+        pytest.skip("this server implements every method of the .proto")
+    path = missing[0].template
+    for name in missing[0].variables:
+        path = path.replace("{" + name + "}", "x")
+    answer = client.request(missing[0].verb, path, json={} if missing[0].body else None)
     assert answer.status_code == 501 and answer.json()["code"] == 12
 
 

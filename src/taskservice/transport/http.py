@@ -14,6 +14,7 @@ from typing import Any
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
@@ -104,6 +105,7 @@ def build_app(
     async def prometheus(_: Request) -> Response:
         return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE_LATEST)
 
+    api_paths: list[tuple[str, ASGIApp]] = []
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
@@ -112,11 +114,11 @@ def build_app(
     if grpc_web is not None:
         prefixes = rpc_prefixes or grpc_web.service_prefixes
         rpc = _with_cors(_rpc(grpc_web, connect), cors_origins, ["POST", "GET"], _GRPC_WEB_EXPOSED)
-        routes += [Route(prefix + "{method}", rpc) for prefix in prefixes]
+        api_paths += [(prefix, rpc) for prefix in prefixes]
     if rest is not None:
         methods = ["GET", "POST", "PATCH", "DELETE", "PUT"]
         api = _with_cors(rest, cors_origins, methods, _REST_EXPOSED)
-        routes += [Route(prefix + "{path:path}", api) for prefix in rest.prefixes]
+        api_paths += [(prefix, api) for prefix in rest.prefixes]
     if openapi is not None:
         document = openapi
 
@@ -129,10 +131,29 @@ def build_app(
             return HTMLResponse(_DOCS_NOT_BUILT, status_code=404)
 
         routes += [Route("/openapi.json", openapi_json), Route("/docs", docs)]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, middleware=[Middleware(_ApiPaths, paths=api_paths)])
     # The board answers whatever no route claims, so routes added later (e.g. /metrics) always win.
     app.router.default = _board(web_dir)
     return app
+
+
+class _ApiPaths:
+    """Requests under the API's prefixes go straight to their transport, ahead of Starlette's router:
+    its path patterns do not match every path a client may send (an encoded newline in a task id),
+    and the API answers every path under its prefixes itself, with its own errors."""
+
+    def __init__(self, app: ASGIApp, paths: Sequence[tuple[str, ASGIApp]]) -> None:
+        self._app = app
+        self._paths = list(paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            for prefix, target in self._paths:
+                if path.startswith(prefix):
+                    await target(scope, receive, send)
+                    return
+        await self._app(scope, receive, send)
 
 
 def _rpc(grpc_web: GrpcWebTransport, connect: ConnectTransport | None) -> ASGIApp:
