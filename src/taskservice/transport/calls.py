@@ -162,7 +162,7 @@ class Calls:
             if self.shutdown.is_set():
                 raise Unavailable("the server is shutting down; retry on another instance or later")
             observer.metrics.received()
-            caller = self._admission.admit(headers)
+            caller = self._admission.admit(headers, lambda: peer)
             release = self._admission.open_stream(caller) if method.is_stream else None
             try:
                 yield caller, observer.metrics
