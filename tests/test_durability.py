@@ -87,20 +87,19 @@ def test_retention_prunes_history_and_old_resumes_get_out_of_range(fresh_server:
     first = stub.CreateTask(pb.CreateTaskRequest(title="v1"))
     for i in range(10):
         stub.UpdateTask(pb.UpdateTaskRequest(id=first.id, title=f"v{i + 2}"))
-    pruned_before = server.log().count('"events.pruned"')
     server.restart()  # pruning runs at start-up, in the background: wait for it
-    eventually(
-        lambda: server.log().count('"events.pruned"') > pruned_before,
-        timeout=20,
-        what="the restarted server's prune",
-    )
     stub = server.stub()
-    try:
-        next(iter(stub.WatchTasks(pb.WatchTasksRequest(after_sequence=1))))
-    except grpc.RpcError as error:
-        assert error.code() == grpc.StatusCode.OUT_OF_RANGE
-    else:
-        raise AssertionError("a replay from a pruned sequence was accepted")
+
+    def replay_refused() -> bool:
+        try:
+            next(iter(stub.WatchTasks(pb.WatchTasksRequest(after_sequence=1), timeout=2)))
+        except grpc.RpcError as error:
+            return bool(error.code() == grpc.StatusCode.OUT_OF_RANGE)
+        return False
+
+    eventually(replay_refused, timeout=20, what="the restarted server's prune (a replay from 1 refused)")
+    # The task still exists, so its history outlives the resume window (docs/finding.md).
+    assert len(stub.ListTaskEvents(pb.ListTaskEventsRequest(task_id=first.id)).events) == 11
     recent = Watch(stub, pb.WatchTasksRequest(after_sequence=8))
     assert [e.sequence for e in recent.take(3)] == [9, 10, 11]
     recent.cancel()

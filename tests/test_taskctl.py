@@ -389,3 +389,38 @@ def test_import_creates_through_batch_create_tasks(fresh_server: ServerProcess, 
         started
     )
     assert not any('grpc_method="BulkCreateTasks"' in line and not line.endswith(" 0.0") for line in started)
+
+
+def test_list_filter_query_order_by_and_history(server: ServerProcess, tag: str) -> None:
+    word = "xq" + tag[-8:]
+    first = create(server, f"{word} draft", "-p", "low", "-l", tag)
+    create(server, "other", "-p", "high", "-l", tag)
+    assert taskctl(server, "update", first["id"], "-s", "done", "--title", f"{word} final").exit_code == 0
+
+    found = json_lines(
+        taskctl(
+            server,
+            "-o",
+            "json",
+            "list",
+            "-l",
+            tag,
+            "--filter",
+            "priority >= HIGH OR status = DONE",
+            "--order-by",
+            "priority desc, created_at",
+        )
+    )
+    assert [t["title"] for t in found] == ["other", f"{word} final"]
+    assert [t["id"] for t in json_lines(taskctl(server, "-o", "json", "list", "-q", word[:-3] + "*"))] == [
+        first["id"]
+    ]
+    bad = taskctl(server, "list", "--filter", "status = PURPLE")
+    assert bad.exit_code != 0 and "at column 10" in bad.output
+
+    history = taskctl(server, "history", first["id"])
+    lines = history.stdout.splitlines()
+    assert history.exit_code == 0 and len(lines) == 2
+    assert "CREATED" in lines[0] and "UPDATED" in lines[1] and "title, status" in lines[1]
+    events = json_lines(taskctl(server, "-o", "json", "history", first["id"]))
+    assert events[1]["changedPaths"] == "title,status"

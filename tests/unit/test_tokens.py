@@ -11,7 +11,7 @@ from taskservice.access.auth import JwtAuthenticator, KeySet, VerificationKey
 from taskservice.access.caller import Caller
 from taskservice.api import task_service_pb2 as pb
 from taskservice.domain.errors import InvalidArgument, Unauthenticated
-from taskservice.domain.paging import PageQuery, PageTokens, TaskFilter
+from taskservice.domain.paging import PageQuery, PageTokens, SortKey, TaskFilter
 from taskservice.domain.visibility import Sight
 
 SECRET = b"s" * 32
@@ -86,7 +86,7 @@ def test_with_several_keys_an_unknown_kid_is_refused() -> None:
 # -- page tokens -----------------------------------------------------------------------------------
 
 ALICE = Caller("alice")
-QUERY = PageQuery(TaskFilter(labels=("x",), visible_to=Sight("alice")), "created_at", False, 51)
+QUERY = PageQuery(TaskFilter(labels=("x",), visible_to=Sight("alice")), (SortKey("created_at"),), 51)
 LAST = pb.Task(id="t-1", title="t")
 LAST.created_at.FromMicroseconds(1_234_567)
 
@@ -101,14 +101,31 @@ def page_token_error(tokens: PageTokens, caller: Caller, query: PageQuery, value
 
 def test_a_page_token_carries_the_last_sort_key_and_id() -> None:
     tokens = PageTokens(b"k" * 32)
-    assert tokens.decode(ALICE, QUERY, tokens.encode(ALICE, QUERY, LAST)) == (1_234_567, "t-1")
+    assert tokens.decode(ALICE, QUERY, tokens.encode(ALICE, QUERY, LAST)).after == ((1_234_567,), "t-1")
+
+
+def test_a_page_token_carries_every_key_of_a_multi_key_order() -> None:
+    tokens = PageTokens(b"k" * 32)
+    query = PageQuery(
+        QUERY.filter, (SortKey("due_date", True), SortKey("priority"), SortKey("created_at")), 51
+    )
+    last = pb.Task(id="t-2", priority=pb.PRIORITY_HIGH)
+    last.due_date.FromMicroseconds(9_000_000)
+    last.created_at.FromMicroseconds(7)
+    assert tokens.decode(ALICE, query, tokens.encode(ALICE, query, last)).after == ((9_000_000, 3, 7), "t-2")
+    reversed_order = PageQuery(
+        QUERY.filter, (SortKey("due_date"), SortKey("priority"), SortKey("created_at")), 51
+    )
+    assert "different query" in page_token_error(
+        tokens, ALICE, reversed_order, tokens.encode(ALICE, query, last)
+    )
 
 
 def test_a_page_token_is_bound_to_its_key_query_and_caller() -> None:
     tokens = PageTokens(b"k" * 32)
     value = tokens.encode(ALICE, QUERY, LAST)
     assert "signature" in page_token_error(PageTokens(b"other" * 7), ALICE, QUERY, value)
-    other_order = PageQuery(QUERY.filter, "priority", False, 51)
+    other_order = PageQuery(QUERY.filter, (SortKey("priority"),), 51)
     assert "different query" in page_token_error(tokens, ALICE, other_order, value)
     assert "different query" in page_token_error(tokens, Caller("bob"), QUERY, value)
 

@@ -10,6 +10,7 @@ and `report` (table, JSON, chart).
 # "large" compares ListTasks at 1M tasks with the 1k-task pages, so it measures those too; "events"
 # runs CreateTask with both exports and a webhook (docs/integrations.md) on a server of its own; "http"
 # compares GetTask over REST and Connect on the HTTP port with gRPC GetTask on the same server.
-GROUPS = ("list", "unary", "bulk", "watch", "large", "events", "http")
+# "matrix" times every list filter by every order (and more) at both sizes, in-process (bench/matrix.py).
+GROUPS = ("list", "unary", "bulk", "watch", "large", "events", "http", "matrix")
 # Groups run only when named with --only: "scale" needs PostgreSQL and starts a dozen servers.
 EXTRA_GROUPS = ("scale",)

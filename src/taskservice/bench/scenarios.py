@@ -25,7 +25,18 @@ from typing import Any
 import grpc
 
 from taskservice.api import task_service_pb2 as pb
-from taskservice.bench import EXTRA_GROUPS, GROUPS, clients, events, fill, h2load, report, scale, watchdriver
+from taskservice.bench import (
+    EXTRA_GROUPS,
+    GROUPS,
+    clients,
+    events,
+    fill,
+    h2load,
+    matrix,
+    report,
+    scale,
+    watchdriver,
+)
 from taskservice.bench.report import Row, Target
 from taskservice.server.config import Settings
 
@@ -286,6 +297,10 @@ class Bench:
 
     def run(self) -> list[Row]:
         plan = self.plan
+        if "matrix" in self.only:
+            self._matrix()
+        if not self.only - {"matrix"}:
+            return self.rows
         watchdriver.build(self.cache_dir)  # a missing compiler or header stops the run before it starts
         small = fill.copy_database(
             fill.filled_database(self.cache_dir, plan.small), self.workdir / "small.db"
@@ -533,6 +548,25 @@ class Bench:
                 Target("value", "<=", 0),
             )
         )
+
+    def _matrix(self) -> None:
+        """Every list filter by every order and more (bench/matrix.py), at the large size against
+        the small one, through the service layer on SQLite."""
+        plan = self.plan
+        self.say(f"list matrix: filling (or reusing) databases of {plan.small:,} and {plan.large:,} tasks")
+        small = fill.copy_database(
+            fill.filled_database(self.cache_dir, plan.small), self.workdir / "matrix-small.db"
+        )
+        large = fill.copy_database(
+            fill.filled_database(self.cache_dir, plan.large), self.workdir / "matrix-large.db"
+        )
+        at_small, at_large = matrix.sqlite_matrix([small, large], seconds=0.5 if plan.quick else 3.0)
+        for a, b in zip(at_small, at_large, strict=True):
+            target = Target("ratio", ">=", 0.3 if a.kind == "full-text" else 0.5)
+            self._row(Row(f"ListTasks {a.name}, {plan.large:,} vs {plan.small:,} tasks", "req/s", b.per_second,
+                          a.per_second, target, note=f"matrix, {a.kind}",
+                          ratio_of=f"the same query at {plan.small:,} tasks"))  # fmt: skip
+        large.unlink()
 
     def _large(self, first: pb.ListTasksRequest) -> None:
         plan = self.plan

@@ -158,7 +158,8 @@ def migrate(store: str, data_dir: str) -> None:
     "(ListTasks at 1k), unary (CreateTask, GetTask, the p99, UpdateTask), bulk, watch (fan-out, "
     "idle watchers), large (1M tasks: start-up, RSS, ListTasks against 1k), events (CreateTask with "
     "--export to NATS and Redis and a webhook: export and delivery delay), http (REST and Connect "
-    "GetTask on the HTTP port against gRPC GetTask); scale (SQLite against "
+    "GetTask on the HTTP port against gRPC GetTask), matrix (every list filter by every order, "
+    "filter-language and full-text queries, at 1M against 1k, in-process); scale (SQLite against "
     "1-3 PostgreSQL replicas; needs --postgres) runs only when named",
 )
 @click.option(

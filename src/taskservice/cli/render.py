@@ -165,3 +165,15 @@ def event_line(event: pb.TaskEvent) -> Text:
     if task.labels:
         line.append(f" [{plain(', '.join(task.labels))}]", style="dim")
     return line
+
+
+def history_line(event: pb.TaskEvent) -> Text:
+    """`2025-01-31 12:00 UPDATED by ana: status, priority (v3)` for `taskctl history`."""
+    kind = pb.EventType.Name(event.event_type).removeprefix("EVENT_TYPE_")
+    line = Text(f"{when(event.timestamp)} ")
+    line.append(f"{kind:<7}", style=_EVENT_STYLE.get(kind, ""))
+    line.append(f" by {event.triggered_by or '-'}")
+    if event.changed_paths.paths:
+        line.append(": " + ", ".join(event.changed_paths.paths))
+    line.append(f" (v{event.task.version})", style="dim")
+    return line

@@ -306,8 +306,20 @@ def undelete(session: Session, task_id: str) -> None:
 @cli.command(name="list")
 @filter_options()
 @click.option("--created-by", default="", help="Only tasks created by this user.")
-@click.option("--sort", type=click.Choice(SORT_FIELDS), default="created_at", show_default=True)
+@click.option(
+    "--sort", type=click.Choice(SORT_FIELDS), default=None, help="Sort by one field (default created_at)."
+)
 @click.option("--desc", is_flag=True, help="Sort descending.")
+@click.option(
+    "--filter",
+    "filter_text",
+    default="",
+    help="A filter in the AIP-160 language, e.g. 'status = TODO AND due_date < now+7d'.",
+)
+@click.option(
+    "--query", "-q", default="", help='Full-text words in title and description: release "login page" rele*.'
+)
+@click.option("--order-by", default="", help='Sort by several fields, e.g. "due_date desc, priority".')
 @click.option(
     "--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Show at most N tasks."
 )
@@ -324,15 +336,21 @@ def list_tasks(
     labels: tuple[str, ...],
     assignee: str,
     created_by: str,
-    sort: str,
+    sort: str | None,
     desc: bool,
+    filter_text: str,
+    query: str,
+    order_by: str,
     limit: int,
     show_all: bool,
     project_id: str,
     parent_id: str,
     trash: bool,
 ) -> None:
-    """List tasks, oldest first unless --sort/--desc say otherwise."""
+    """List tasks, oldest first unless --sort/--desc/--order-by say otherwise (best matches first
+    with --query alone)."""
+    if sort and order_by:
+        raise click.UsageError("use --sort or --order-by, not both")
     most = None if show_all else limit
     request = list_request(
         statuses=statuses,
@@ -340,12 +358,14 @@ def list_tasks(
         labels=labels,
         assigned_to=assignee,
         created_by=created_by,
-        order_by=sort,
+        order_by=order_by or sort or ("" if query else "created_at"),
         descending=desc,
         page_size=min(most or 1000, 1000),
         project_id=project_id,
         parent_id=parent_id,
         show_deleted=trash,
+        filter=filter_text,
+        query=query,
     )
     client = session.client()
     shown: list[pb.Task] = []
@@ -373,6 +393,7 @@ def list_tasks(
 @click.option("--initial", is_flag=True, help="First print the current matching tasks (as CREATED).")
 @click.option("--after", type=click.IntRange(min=0), default=0, help="Start after this event sequence.")
 @click.option("--project", "project_ids", multiple=True, help="Only this project's tasks (repeatable).")
+@click.option("--filter", "filter_text", default="", help="Only tasks this AIP-160 filter matches.")
 @output_option
 @pass_session
 def watch(
@@ -383,6 +404,7 @@ def watch(
     initial: bool,
     after: int,
     project_ids: tuple[str, ...],
+    filter_text: str,
 ) -> None:
     """Print task events as they happen, until interrupted.
 
@@ -404,6 +426,7 @@ def watch(
         include_initial=initial,
         after_sequence=after,
         project_ids=project_ids,
+        filter=filter_text,
         on_retry=on_retry,
     )
     for event in events:
@@ -412,6 +435,27 @@ def watch(
             render.print_json(event)
         else:
             out.print(render.event_line(event))
+
+
+@cli.command()
+@click.argument("task_id", metavar="ID")
+@output_option
+@pass_session
+def history(session: Session, task_id: str) -> None:
+    """Print the history of task ID, oldest first: who changed what, and when."""
+    client = session.client()
+    out = render.console()
+    token = ""
+    while True:
+        page = client.history(task_id, page_size=500, page_token=token)
+        for event in page.events:
+            if session.json:
+                render.print_json(event)
+            else:
+                out.print(render.history_line(event))
+        token = page.next_page_token
+        if not token:
+            return
 
 
 for command in (bulk.import_tasks, bulk.export_tasks, bulk.batch, projects.project, webhooks.webhook):

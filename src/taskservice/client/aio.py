@@ -240,6 +240,13 @@ class AsyncTaskClient:
         request = pb.DeleteTaskRequest(id=task_id, expected_version=expected_version)
         await self._call("DeleteTask", request, empty_pb2.Empty, idempotent=False)
 
+    async def history(
+        self, task_id: str, *, page_size: int = 0, page_token: str = ""
+    ) -> pb.ListTaskEventsResponse:
+        """One page of a task's history, oldest first (UPDATED events carry changed_paths)."""
+        request = pb.ListTaskEventsRequest(task_id=task_id, page_size=page_size, page_token=page_token)
+        return await self._call("ListTaskEvents", request, pb.ListTaskEventsResponse, idempotent=True)
+
     async def list(self, request: pb.ListTasksRequest | None = None, **filters: Any) -> pb.ListTasksResponse:
         request = request or build.list_request(**filters)
         return await self._call("ListTasks", request, pb.ListTasksResponse, idempotent=True)
@@ -269,6 +276,7 @@ class AsyncTaskClient:
         include_initial: bool = False,
         after_sequence: int = 0,
         project_ids: Iterable[str] = (),
+        filter: str = "",
         on_retry: OnRetry | None = None,
     ) -> AsyncGenerator[pb.TaskEvent, None]:
         """Matching events, forever, resuming by itself after UNAVAILABLE (see `TaskClient.watch`)."""
@@ -280,6 +288,7 @@ class AsyncTaskClient:
                 include_initial=include_initial,
                 after_sequence=after_sequence,
                 project_ids=project_ids,
+                filter=filter,
             )
         )
         failures = 0

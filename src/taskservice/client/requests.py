@@ -197,11 +197,17 @@ def list_request(
     project_id: str = "",
     parent_id: str = "",
     show_deleted: bool = False,
+    filter: str = "",
+    query: str = "",
 ) -> pb.ListTasksRequest:
+    """`filter`: the AIP-160 filter language; `query`: full-text words; `order_by`: one field or
+    an AIP-132 list such as "due_date desc, priority"."""
     return pb.ListTasksRequest(
         project_id=project_id,
         parent_id=parent_id,
         show_deleted=show_deleted,
+        filter=filter,
+        query=query,
         statuses=[status_value(s) for s in statuses],  # type: ignore[misc]
         priorities=[priority_value(p) for p in priorities],  # type: ignore[misc]
         labels=list(labels),
@@ -222,9 +228,11 @@ def watch_request(
     include_initial: bool = False,
     after_sequence: int = 0,
     project_ids: Iterable[str] = (),
+    filter: str = "",
 ) -> pb.WatchTasksRequest:
     return pb.WatchTasksRequest(
         project_ids=list(project_ids),
+        filter=filter,
         task_ids=list(task_ids),
         statuses=[status_value(s) for s in statuses],  # type: ignore[misc]
         labels=list(labels),

@@ -307,6 +307,11 @@ class TaskClient:
             idempotent=False,
         )
 
+    def history(self, task_id: str, *, page_size: int = 0, page_token: str = "") -> pb.ListTaskEventsResponse:
+        """One page of a task's history, oldest first (UPDATED events carry changed_paths)."""
+        request = pb.ListTaskEventsRequest(task_id=task_id, page_size=page_size, page_token=page_token)
+        return self._call("ListTaskEvents", request, pb.ListTaskEventsResponse, idempotent=True)
+
     def list(self, request: pb.ListTasksRequest | None = None, **filters: Any) -> pb.ListTasksResponse:
         """One page. Pass a ListTasksRequest, or the keyword arguments of `requests.list_request`."""
         request = request or build.list_request(**filters)
@@ -340,6 +345,7 @@ class TaskClient:
         include_initial: bool = False,
         after_sequence: int = 0,
         project_ids: Iterable[str] = (),
+        filter: str = "",
         on_retry: OnRetry | None = None,
     ) -> Iterator[pb.TaskEvent]:
         """Matching events, forever. When the stream breaks with UNAVAILABLE (a restart, a network
@@ -353,6 +359,7 @@ class TaskClient:
                 include_initial=include_initial,
                 after_sequence=after_sequence,
                 project_ids=project_ids,
+                filter=filter,
             )
         )
         failures = 0

@@ -64,3 +64,36 @@ def us_from_timestamp(ts: Timestamp) -> int:
 
 def due_key(task: pb.Task) -> int:
     return us_from_timestamp(task.due_date) if task.HasField("due_date") else NO_DUE_DATE
+
+
+# The fields an update can change, as FieldMask paths (version and updated_at change on every one).
+CHANGEABLE_PATHS = (
+    "title",
+    "description",
+    "status",
+    "priority",
+    "labels",
+    "assigned_to",
+    "due_date",
+    "metadata",
+    "project_id",
+    "parent_id",
+)
+
+
+def changed_paths(before: pb.Task, after: pb.Task) -> list[str]:
+    """The paths whose values differ between two versions of a task (an UPDATED event's changed_paths)."""
+    paths = []
+    for path in CHANGEABLE_PATHS:
+        if path == "due_date":
+            if before.HasField("due_date") != after.HasField("due_date") or before.due_date != after.due_date:
+                paths.append(path)
+        elif path == "labels":
+            if list(before.labels) != list(after.labels):
+                paths.append(path)
+        elif path == "metadata":
+            if dict(before.metadata) != dict(after.metadata):
+                paths.append(path)
+        elif getattr(before, path) != getattr(after, path):
+            paths.append(path)
+    return paths

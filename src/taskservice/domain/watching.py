@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from taskservice.access.caller import Caller
 from taskservice.api import task_service_pb2 as pb
+from taskservice.domain.filters import Filter
+from taskservice.domain.filters import parse as parse_filter
 from taskservice.domain.paging import TaskFilter
 from taskservice.domain.values import timestamp_from_us
 from taskservice.domain.visibility import Sight, role_of
@@ -27,14 +29,17 @@ class WatchScope:
     statuses: frozenset[int]
     labels: frozenset[str]
     project_ids: frozenset[str]
+    expression: Filter | None = None  # the AIP-160 filter, `now` resolved when the watch starts
 
     @classmethod
     def of(cls, request: pb.WatchTasksRequest) -> WatchScope:
+        """The request's scope; INVALID_ARGUMENT naming the column for a filter it cannot read."""
         return cls(
             frozenset(request.task_ids),
             frozenset(request.statuses),
             frozenset(request.labels),
             frozenset(request.project_ids),
+            parse_filter(request.filter),
         )
 
     def matches(self, task: pb.Task) -> bool:
@@ -43,6 +48,7 @@ class WatchScope:
             and (not self.statuses or task.status in self.statuses)
             and (not self.labels or not self.labels.isdisjoint(task.labels))
             and (not self.project_ids or task.project_id in self.project_ids)
+            and (self.expression is None or self.expression.matches(task))
         )
 
     def task_filter(self, sight: Sight | None) -> TaskFilter:
@@ -53,6 +59,7 @@ class WatchScope:
             task_ids=tuple(sorted(self.task_ids)),
             project_ids=tuple(sorted(self.project_ids)),
             visible_to=sight,
+            expression=self.expression,
         )
 
 

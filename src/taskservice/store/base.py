@@ -14,7 +14,7 @@ from typing import Protocol
 
 from taskservice.api import task_service_pb2 as pb
 from taskservice.domain.paging import PageQuery, TaskFilter
-from taskservice.domain.values import timestamp_from_us
+from taskservice.domain.values import changed_paths, timestamp_from_us
 
 # The event_type of a project change in the event log. Not an EventType: task watchers never receive
 # it; the service reads it to keep memberships current, in sequence order (docs/decisions/0001).
@@ -80,6 +80,8 @@ class StoredEvent:
                 triggered_by=self.triggered_by,
                 sequence=self.sequence,
             )
+            if self.event_type == pb.EVENT_TYPE_UPDATED and self.previous is not None:
+                self._message.changed_paths.paths.extend(changed_paths(self.previous, self.task))
         return self._message
 
     def wire(self) -> bytes:
@@ -228,11 +230,16 @@ class TaskStore(Protocol):
 
     async def events_after(self, sequence: int, limit: int) -> list[StoredEvent]: ...
 
+    async def task_events(self, task_id: str, after: int, limit: int) -> list[StoredEvent]:
+        """A task's events after sequence `after`, oldest first. Pruning keeps every event of a task
+        that exists (the resume window's retention does not shorten a task's history)."""
+
     async def event_bounds(self) -> EventBounds: ...
 
     async def prune(self, events_before_us: int, keep_events: int, keys_before_us: int) -> int:
-        """Drop events older than the cutoff or beyond the newest `keep_events`, and idempotency keys
-        older than theirs; returns how many events went."""
+        """Drop events older than the cutoff or beyond the newest `keep_events` (except those of
+        tasks that still exist: their history), and idempotency keys older than theirs; returns how
+        many events went."""
 
     async def purge_trash(self, deleted_before_us: int) -> int:
         """Remove for good the tasks that went to the trash before the cutoff (no events: they left

@@ -4,8 +4,8 @@ ListTasks returns `total_count` on every page, and counting the matches costs a 
 them: at a million tasks that scan, not the page, is what a request pays. A count is taken once per
 filter, together with the sequence of the newest event it reflects; every committed event after
 that adjusts it by whether the task matched before and after the change. Every change to a task
-appends an event in the same transaction, so the count stays exact. This holds while one process
-writes the database, which the event window already assumes.
+appends an event in the same transaction, and each store hands every committed event to the
+cache in sequence order (PostgreSQL: every replica's, read back from the log), so the count stays exact.
 """
 
 from __future__ import annotations

@@ -104,6 +104,9 @@ class InstrumentedStore:
     async def events_after(self, sequence: int, limit: int) -> list[StoredEvent]:
         return await self._timed("events_after", lambda: self.inner.events_after(sequence, limit))
 
+    async def task_events(self, task_id: str, after: int, limit: int) -> list[StoredEvent]:
+        return await self._timed("task_events", lambda: self.inner.task_events(task_id, after, limit))
+
     async def event_bounds(self) -> EventBounds:
         return await self._timed("event_bounds", self.inner.event_bounds)
 

@@ -47,6 +47,7 @@ from taskservice.store.base import (
     decode_event,
     project_event_row,
 )
+from taskservice.store.counts import CountCache
 from taskservice.store.faults import DAMAGED, Kind, StoreFaults
 from taskservice.store.migrations import migrations
 from taskservice.store.postgres_writer import EventChange, GroupWriter, Op, PlainCreates, WriterHooks
@@ -118,9 +119,12 @@ added AS (
 SELECT log.head, pg_notify('{CHANNEL}', log.head::text) FROM log
 """
 _EVENT_COLUMNS = "sequence, event_type, occurred_us, triggered_by, task, previous"
-_INSERT_TASK = "INSERT INTO tasks VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+_INSERT_TASK = "INSERT INTO tasks VALUES (" + ", ".join(f"${n}" for n in range(1, sql.TASK_COLUMNS + 1)) + ")"
 _UPDATE_TASK = sql.update_task_sql(lambda n: f"${n}")
 _INSERT_LABEL = "INSERT INTO task_labels VALUES ($1, $2) ON CONFLICT DO NOTHING"
+# A purged task's history goes with it; the events past the horizon, which replay may still need,
+# go when pruning reaches them (it drops the events of tasks that no longer exist).
+_FORGET_HISTORY = "DELETE FROM events WHERE task_id = ANY($1::text[]) AND sequence <= (SELECT horizon FROM event_log WHERE id = 1)"
 
 
 def _dollar(n: int) -> str:
@@ -157,6 +161,8 @@ class PostgresStore:
         self._closing = False
         self._writer: GroupWriter | None = None
         self.faults = StoreFaults()
+        # Counts of recent list filters, kept exact from the log every replica reads in order.
+        self._counts = CountCache()
 
     @property
     def dsn(self) -> str:
@@ -211,6 +217,7 @@ class PostgresStore:
                         now_us(),
                     )
                 log.info("store.migrated", version=migration.version, name=migration.name)
+            await _backfill(conn)
         finally:
             with contextlib.suppress(*_CLIENT_SIDE_CONNECTION_ERRORS, asyncpg.PostgresError):
                 await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
@@ -246,6 +253,7 @@ class PostgresStore:
             self._wake.set()
             return
         self._delivered = fresh[-1].sequence
+        self._counts.apply(fresh)
         for listener in self._listeners:
             listener(fresh)
 
@@ -296,6 +304,7 @@ class PostgresStore:
                 # move on; watchers that needed the lost events get OUT_OF_RANGE from the window.
                 log.warning("store.events_skipped", after=self._delivered, next=events[0].sequence)
                 self._delivered = events[0].sequence - 1
+                self._counts.clear()  # they missed those events
             self._deliver(events)
             if len(rows) < _LOG_BATCH:
                 return
@@ -491,6 +500,10 @@ class PostgresStore:
             check(current)
             await conn.execute("DELETE FROM tasks WHERE id = $1", task_id)
             await conn.execute("DELETE FROM task_labels WHERE task_id = $1", task_id)
+            await conn.execute(
+                "DELETE FROM events WHERE task_id = $1 AND sequence <= (SELECT horizon FROM event_log WHERE id = 1)",
+                task_id,
+            )
             return current, [(pb.EVENT_TYPE_DELETED, current, None, triggered_by)]
 
         task: pb.Task = await self._write(op)
@@ -503,13 +516,18 @@ class PostgresStore:
                 "SELECT coalesce(max(sequence), 0) FROM events WHERE occurred_us < $1", events_before_us
             )
             cut = max(by_time, head - keep_events)
+            # As in the SQLite store: events of existing tasks stay (their history), and only
+            # those after the old horizon are examined.
             removed = await conn.fetchval(
-                "WITH gone AS (DELETE FROM events WHERE sequence <= $1 RETURNING 1) SELECT count(*) FROM gone",
+                "WITH gone AS (DELETE FROM events WHERE sequence > (SELECT horizon FROM event_log WHERE id = 1) "
+                "AND sequence <= $1 AND NOT EXISTS (SELECT 1 FROM tasks WHERE tasks.id = events.task_id) "
+                "RETURNING 1) SELECT count(*) FROM gone",
                 cut,
             )
             await conn.execute("DELETE FROM idempotency_keys WHERE created_us < $1", keys_before_us)
-            if removed:
-                await conn.execute("UPDATE event_log SET horizon = greatest(horizon, $1) WHERE id = 1", cut)
+            # The horizon moves even when every event there was kept as history: replay may not
+            # start before it. The row is locked (and writers wait) only when it moves.
+            await conn.execute("UPDATE event_log SET horizon = $1 WHERE id = 1 AND horizon < $1", cut)
             return int(removed)
 
         return await self._transaction(work)
@@ -525,6 +543,7 @@ class PostgresStore:
             ]
             if ids:
                 await conn.execute("DELETE FROM task_labels WHERE task_id = ANY($1::text[])", ids)
+                await conn.execute(_FORGET_HISTORY, ids)
             return len(ids)
 
         return await self._transaction(work)
@@ -593,7 +612,13 @@ class PostgresStore:
                 "(SELECT id FROM tasks WHERE project_id = $1 AND deleted_us > 0)",
                 project_id,
             )
-            await conn.execute("DELETE FROM tasks WHERE project_id = $1 AND deleted_us > 0", project_id)
+            gone = [
+                row[0]
+                for row in await conn.fetch(
+                    "DELETE FROM tasks WHERE project_id = $1 AND deleted_us > 0 RETURNING id", project_id
+                )
+            ]
+            await conn.execute(_FORGET_HISTORY, gone)
             await conn.execute("DELETE FROM projects WHERE id = $1", project_id)
             await conn.execute("DELETE FROM project_members WHERE project_id = $1", project_id)
             return current, [*changes, ProjectEvent(None, current, triggered_by)]
@@ -680,21 +705,37 @@ class PostgresStore:
 
         async def work(conn: Connection) -> Page:
             async with conn.transaction(isolation="repeatable_read", readonly=True):
-                head = await conn.fetchval("SELECT head FROM event_log WHERE id = 1")
+                head = int(await conn.fetchval("SELECT head FROM event_log WHERE id = 1"))
                 rows = await conn.fetch(page_statement, *page_params.values)
-                total = await conn.fetchval(count_statement, *count_params.values)
-            return Page([pb.Task.FromString(row[0]) for row in rows], int(total), int(head))
+                total = self._counts.get_at(query.filter, head)
+                if total is None:
+                    total = int(await conn.fetchval(count_statement, *count_params.values))
+                    # Kept only when no event after this snapshot was delivered yet: those after it
+                    # are applied as they arrive, one already past would be missed.
+                    if query.filter.countable and self._delivered <= head:
+                        self._counts.put(query.filter, total, head)
+            return Page([pb.Task.FromString(row[0]) for row in rows], total, head)
 
         return await self._read(work)
 
     async def count(self, task_filter: TaskFilter, *, keep: bool = True) -> int:
+        cached = self._counts.get(task_filter)
+        if cached is not None:
+            return cached
         params = sql.Params(_dollar)
         statement = sql.count_sql(task_filter, params)
 
-        async def work(conn: Connection) -> int:
-            return int(await conn.fetchval(statement, *params.values))
+        async def work(conn: Connection) -> tuple[int, int]:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                head = await conn.fetchval("SELECT head FROM event_log WHERE id = 1")
+                return int(await conn.fetchval(statement, *params.values)), int(head)
 
-        return await self._read(work)
+        value, head = await self._read(work)
+        # Kept only when no event after the count's snapshot was delivered meanwhile: those after
+        # it are applied as they arrive, one already past would be missed.
+        if keep and self._delivered <= head:
+            self._counts.put(task_filter, value, head)
+        return value
 
     async def status_counts(self) -> tuple[dict[int, int], int]:
         async def work(conn: Connection) -> tuple[dict[int, int], int]:
@@ -730,6 +771,18 @@ class PostgresStore:
 
         return await self._read(work)
 
+    async def task_events(self, task_id: str, after: int, limit: int) -> list[StoredEvent]:
+        async def work(conn: Connection) -> list[StoredEvent]:
+            rows = await conn.fetch(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE task_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3",
+                task_id,
+                after,
+                limit,
+            )
+            return [_event_from_row(row) for row in rows]
+
+        return await self._read(work)
+
     async def event_bounds(self) -> EventBounds:
         async def work(conn: Connection) -> EventBounds:
             row = await conn.fetchrow("SELECT head, horizon FROM event_log WHERE id = 1")
@@ -745,6 +798,15 @@ async def _insert_created(conn: Connection, tasks: list[pb.Task]) -> None:
     labels = [(label, task.id) for task in tasks for label in task.labels]
     if labels:
         await conn.executemany(_INSERT_LABEL, labels)
+
+
+async def _backfill(conn: Connection) -> None:
+    """Fill in the filter columns of rows written before migration 5, from their bodies."""
+    rows = await conn.fetch(sql.BACKFILL)
+    if rows:
+        tasks = [pb.Task.FromString(row[0]) for row in rows]
+        await conn.executemany(_UPDATE_TASK, [sql.update_task_values(task) for task in tasks])
+        log.info("store.backfilled", tasks=len(tasks))
 
 
 async def _lock(conn: Connection, task_id: str) -> pb.Task:

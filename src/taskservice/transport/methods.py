@@ -116,6 +116,7 @@ def task_service_methods(service: TaskService) -> dict[str, Method]:
         "UpdateTask": service.update,
         "DeleteTask": delete,
         "ListTasks": service.list,
+        "ListTaskEvents": service.list_events,
         "WatchTasks": service.watch,
         "BulkCreateTasks": service.bulk_create,
         "BatchCreateTasks": service.batch_create,

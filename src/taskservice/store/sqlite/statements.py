@@ -24,6 +24,7 @@ from taskservice.store.base import (
 
 WAL_BACKSTOP_PAGES = 16_384  # 64 MiB of 4 KiB pages: the writer checkpoints past this by itself
 UPDATE_TASK = sql.update_task_sql(lambda _: "?")
+READER_MMAP_BYTES = 4 << 30
 
 
 def qmark(_: int) -> str:
@@ -42,6 +43,10 @@ def connect(path: str, *, durable: bool, readonly: bool = False) -> sqlite3.Conn
     conn.execute(f"PRAGMA wal_autocheckpoint={WAL_BACKSTOP_PAGES}")  # see checkpointer.py
     if readonly:
         conn.execute("PRAGMA query_only=1")
+        # Reads map the file instead of copying each page through read(): a list page touches
+        # rows all over a large file, and the copies, not the query plan, then dominate its cost.
+        # The pages are the kernel's page cache, shared, and dropped under memory pressure.
+        conn.execute(f"PRAGMA mmap_size={READER_MMAP_BYTES}")
     return conn
 
 
@@ -51,8 +56,33 @@ def file_id(path: str) -> tuple[int, int]:
 
 
 def split_script(script: str) -> list[str]:
+    """A migration's statements, one by one; a `;` inside a trigger's BEGIN … END does not end one."""
     lines = [line for line in script.splitlines() if not line.lstrip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    statements: list[str] = []
+    pending = ""
+    for piece in "\n".join(lines).split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                statements.append(pending.strip())
+            pending = ""
+    return statements
+
+
+def refresh_statistics(conn: sqlite3.Connection, *, only_if_stale: bool = False) -> None:
+    """Refresh the planner's statistics (sqlite_stat1), sampling at most a thousand rows per index
+    so the cost does not grow with the store. Without them SQLite guesses, and guesses a filter's
+    index plus a sort of every match over the order's index (see docs/performance.md).
+    `only_if_stale`: leave them alone unless the task count moved by half since they were taken."""
+    analysed = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone()
+    if only_if_stale and analysed:
+        row = conn.execute("SELECT stat FROM sqlite_stat1 WHERE tbl = 'tasks' LIMIT 1").fetchone()
+        counted = int(str(row[0]).split()[0]) if row else 0
+        now = conn.execute("SELECT max(rowid) FROM tasks").fetchone()[0] or 0  # an index-free estimate
+        if counted and abs(now - counted) * 2 < counted:
+            return
+    conn.execute("PRAGMA analysis_limit=1000")
+    conn.execute("ANALYZE")
 
 
 def head(conn: sqlite3.Connection) -> int:

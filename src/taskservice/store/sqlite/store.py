@@ -162,8 +162,20 @@ class SQLiteStore:
                     conn.execute("ROLLBACK")
                     raise
                 log.info("store.migrated", version=migration.version, name=migration.name)
+            self._backfill(conn)
+            stmt.refresh_statistics(conn)
         finally:
             conn.close()
+
+    @staticmethod
+    def _backfill(conn: sqlite3.Connection) -> None:
+        """Fill in the filter columns of rows written before migration 5, from their bodies."""
+        tasks = [pb.Task.FromString(row[0]) for row in conn.execute(sql.BACKFILL)]
+        if tasks:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(stmt.UPDATE_TASK, [sql.update_task_values(task) for task in tasks])
+            conn.execute("COMMIT")
+            log.info("store.backfilled", tasks=len(tasks))
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -325,6 +337,11 @@ class SQLiteStore:
             check(current)
             conn.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
             conn.execute("DELETE FROM task_labels WHERE task_id = ?", (task_id,))
+            # Its history goes with it: the events past the horizon, which replay still needs, go
+            # when pruning reaches them.
+            conn.execute(
+                "DELETE FROM events WHERE task_id = ? AND sequence <= ?", (task_id, stmt.horizon(conn))
+            )
             return current, [stmt.append_event(conn, pb.EVENT_TYPE_DELETED, current, None, triggered_by)]
 
         result: pb.Task = await self.write(op)
@@ -337,10 +354,17 @@ class SQLiteStore:
                 "SELECT coalesce(max(sequence), 0) FROM events WHERE occurred_us < ?", (events_before_us,)
             ).fetchone()[0]
             cut = max(by_time, head - keep_events)
-            removed = conn.execute("DELETE FROM events WHERE sequence <= ?", (cut,)).rowcount
+            # Events up to the old horizon were pruned already (a task's are dropped when it is
+            # deleted): only those since then are examined, so the cost does not grow with history.
+            removed = conn.execute(
+                "DELETE FROM events WHERE sequence > ? AND sequence <= ? "
+                "AND NOT EXISTS (SELECT 1 FROM tasks WHERE tasks.id = events.task_id)",
+                (stmt.horizon(conn), cut),
+            ).rowcount
             if cut > stmt.horizon(conn):
                 conn.execute("INSERT OR REPLACE INTO meta VALUES ('event_horizon', ?)", (str(cut).encode(),))
             conn.execute("DELETE FROM idempotency_keys WHERE created_us < ?", (keys_before_us,))
+            stmt.refresh_statistics(conn, only_if_stale=True)
             return removed, []
 
         result: int = await self.write(op)
@@ -354,9 +378,13 @@ class SQLiteStore:
                     "SELECT id FROM tasks WHERE deleted_us > 0 AND deleted_us < ?", (deleted_before_us,)
                 )
             ]
+            horizon = stmt.horizon(conn)
             for task_id in ids:
                 conn.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
                 conn.execute("DELETE FROM task_labels WHERE task_id = ?", (task_id,))
+                # Its history goes with it; events past the horizon, which replay may still need,
+                # go when pruning reaches them (it drops the events of tasks that no longer exist).
+                conn.execute("DELETE FROM events WHERE task_id = ? AND sequence <= ?", (task_id, horizon))
             return len(ids), []
 
         purged: int = await self.write(op)
@@ -426,6 +454,11 @@ class SQLiteStore:
                 "(SELECT id FROM tasks WHERE project_id = ? AND deleted_us > 0)",
                 (project_id,),
             )
+            conn.execute(
+                "DELETE FROM events WHERE sequence <= ? AND task_id IN "
+                "(SELECT id FROM tasks WHERE project_id = ? AND deleted_us > 0)",
+                (stmt.horizon(conn), project_id),
+            )  # their history goes with them, as in purge_trash
             conn.execute("DELETE FROM tasks WHERE project_id = ? AND deleted_us > 0", (project_id,))
             conn.execute("DELETE FROM projects WHERE id = ?", (project_id,))
             conn.execute("DELETE FROM project_members WHERE project_id = ?", (project_id,))
@@ -518,7 +551,8 @@ class SQLiteStore:
                 count_params = sql.Params(stmt.qmark)
                 count_statement = sql.count_sql(query.filter, count_params)
                 total = int(db.execute(count_statement, count_params.values).fetchone()[0])
-                self._counts.put(query.filter, total, head)
+                if query.filter.countable:
+                    self._counts.put(query.filter, total, head)
         finally:
             db.execute("COMMIT")
         await self._until_published(head)
@@ -578,6 +612,15 @@ class SQLiteStore:
             "SELECT sequence, event_type, occurred_us, triggered_by, task, previous FROM events "
             "WHERE sequence > ? ORDER BY sequence LIMIT ?",
             (sequence, limit),
+        )
+        return [stmt.event_from_row(row) for row in rows]
+
+    @_classified
+    async def task_events(self, task_id: str, after: int, limit: int) -> list[StoredEvent]:
+        rows = self._db.execute(
+            "SELECT sequence, event_type, occurred_us, triggered_by, task, previous FROM events "
+            "WHERE task_id = ? AND sequence > ? ORDER BY sequence LIMIT ?",
+            (task_id, after, limit),
         )
         return [stmt.event_from_row(row) for row in rows]
 
