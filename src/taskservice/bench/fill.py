@@ -119,7 +119,7 @@ def _task(rng: random.Random, i: int, count: int) -> pb.Task:
         priority=rng.choice(_PRIORITIES),
         labels=rng.sample(LABELS, 2),
         created_by=OWNER,
-        assigned_to="someone-else" if i % 10 == 0 else "",
+        assigned_to="someone-else" if rng.random() < 0.1 else "",
         version=1,
     )
     task.created_at.FromMicroseconds(created_us)

@@ -122,8 +122,8 @@ def tsquery(search: SearchQuery) -> str:
 def page_sql(query: PageQuery, params: Params) -> str:
     """One keyset page. A user sees the tasks assigned to them, their personal tasks and their
     projects' tasks: an OR the planners answer by collecting every such task and sorting them all.
-    Instead each part (`_branches`) is its own ordered index read of one page, and the pages are
-    merged: the cost is a page's per part, whatever the number of tasks."""
+    Instead each part (`_branches`) is its own ordered index read, and the reads are merged: the
+    cost is about a page's worth of rows, whatever the number of tasks."""
     if query.by_relevance:
         return _relevance_page_sql(query, params)
     keys = [(SORT_COLUMNS[key.field], key.descending) for key in query.order]
@@ -133,7 +133,9 @@ def page_sql(query: PageQuery, params: Params) -> str:
     f = query.filter
     selects = []
     # Conditions are rendered in text order, branch by branch: SQLite's `?` binds by position.
-    for branch in _branches(f) if f.visible_to is not None else [_Branch("", None)]:
+    branches = list(_branches(f)) if f.visible_to is not None else [_Branch("", None)]
+    branch_count = len(branches)
+    for branch in branches:
         clauses = branch.conditions(f.visible_to, params)
         table = "tasks"
         if branch.index and params.dialect == "sqlite" and not f.trashed:
@@ -145,14 +147,14 @@ def page_sql(query: PageQuery, params: Params) -> str:
             values, task_id = query.after
             clauses.append(_after(keys, [*values, task_id], params))
         columns = ", ".join(["body", *(column for column, _ in keys)])
-        selects.append(
-            f"SELECT {columns} FROM {table} WHERE {' AND '.join(clauses)} ORDER BY {order} "
-            f"LIMIT {params.add(query.limit)}"
-        )
-    if len(selects) == 1:
-        return selects[0]
-    union = " UNION ALL ".join(f"SELECT * FROM ({select}) AS b{i}" for i, select in enumerate(selects))
-    return f"SELECT body FROM ({union}) AS page ORDER BY {order} LIMIT {params.add(query.limit)}"
+        select = f"SELECT {columns} FROM {table} WHERE {' AND '.join(clauses)}"
+        if params.dialect == "postgres" and branch_count > 1:
+            # A Merge Append of ordered index scans, each cut at a page.
+            select = f"({select} ORDER BY {order} LIMIT {params.add(query.limit)})"
+        selects.append(select)
+    # SQLite merges the parts of a compound SELECT ordered like its indexes (MERGE (UNION ALL)) and
+    # stops at the LIMIT: a page reads about a page of rows in all, not a page from every part.
+    return " UNION ALL ".join(selects) + f" ORDER BY {order} LIMIT {params.add(query.limit)}"
 
 
 def _index_name(family: str, sort_column: str) -> str:
