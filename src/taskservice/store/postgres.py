@@ -179,6 +179,10 @@ class PostgresStore:
             max_size=self._pool_size,
             timeout=_CONNECT_TIMEOUT,
             command_timeout=_COMMAND_TIMEOUT,
+            # asyncpg prepares every statement, and after five runs PostgreSQL may switch to a plan
+            # made without the parameters' values; a list's best plan depends on them (which user,
+            # which project), and the generic one sorted every visible task (docs/performance.md).
+            server_settings={"plan_cache_mode": "force_custom_plan"},
         )
         self._delivered = (await self.event_bounds()).head
         self._writer = GroupWriter(
