@@ -3,10 +3,13 @@ read-only database instead of a traceback or a silent fresh start."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import sqlite3
 import stat
 import subprocess
+import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -105,11 +108,24 @@ def _damaged_server(tmp_path: Path, content: bytes) -> ServerProcess:
 
 
 def _random_pages(content: bytes, pages: int) -> bytes:
+    """`content` with `pages` consecutive pages of the tasks table's leaves (the rows every list
+    reads) overwritten with noise, from the middle of the table."""
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / "copy.db"
+        copy.write_bytes(content)
+        with contextlib.closing(sqlite3.connect(copy)) as conn:
+            leaves = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT pageno FROM dbstat WHERE name = 'tasks' AND pagetype = 'leaf' ORDER BY pageno"
+                )
+            ]
     damaged = bytearray(content)
-    middle = len(content) // PAGE // 2
     noise = random.Random(20)
-    for page in range(middle - pages // 2, middle + pages // 2):
-        damaged[page * PAGE : (page + 1) * PAGE] = noise.randbytes(PAGE)
+    middle = len(leaves) // 2
+    for number in leaves[middle - pages // 2 : middle + pages // 2]:
+        start = (number - 1) * PAGE  # dbstat numbers pages from 1
+        damaged[start : start + PAGE] = noise.randbytes(PAGE)
     return bytes(damaged)
 
 
