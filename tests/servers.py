@@ -69,9 +69,10 @@ class ServerProcess:
         """A server that requires bearer tokens signed with the secret generated in its data dir."""
         return cls(data_dir, "--auth", "jwt", *args, **kwargs)  # type: ignore[arg-type]
 
-    def token(self, user: str, *, admin: bool = False, ttl: float = 3600.0) -> str:
+    def token(self, user: str, *, admin: bool = False, service: bool = False, ttl: float = 3600.0) -> str:
         """A token for `user`, signed like `taskservice token` does for this server."""
-        return mint_token(Settings(data_dir=str(self.data_dir)), user, admin=admin, ttl=ttl)
+        settings = Settings(data_dir=str(self.data_dir))
+        return mint_token(settings, user, admin=admin, service=service, ttl=ttl)
 
     @property
     def http_url(self) -> str:

@@ -8,7 +8,7 @@ import struct
 from collections.abc import MutableMapping
 from typing import Any
 
-from taskservice.access.admission import Admission
+from taskservice.access.admission import Admission, StreamQuota
 from taskservice.access.auth import NoAuth
 from taskservice.access.ratelimit import RateLimiter
 from taskservice.api import task_service_pb2 as pb
@@ -34,7 +34,9 @@ def test_client_disconnect_ends_the_watch_on_the_server() -> None:
         await window.start()
         service = TaskService(store, window, PageTokens(b"k" * 32))
         app = GrpcWebTransport(
-            task_service_methods(service), Admission(NoAuth(), RateLimiter(0), 10), asyncio.Event()
+            task_service_methods(service),
+            Admission(NoAuth(), RateLimiter(0), StreamQuota(10, 10)),
+            asyncio.Event(),
         )
         request = pb.WatchTasksRequest().SerializeToString()
         gone = asyncio.Event()

@@ -35,6 +35,8 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]
         str(BURST),
         "--max-streams-per-user",
         "2",
+        "--max-streams-per-service",
+        "3",
         "--max-bulk-items",
         "5",
         "--max-streams-per-connection",
@@ -123,6 +125,39 @@ def test_open_streams_per_user_are_bounded(limited: ServerProcess) -> None:
     again = open_watch(user)
     for call in (second, other_watch, again):
         call.cancel()
+
+
+def test_service_accounts_hold_more_streams_and_admins_are_not_counted(limited: ServerProcess) -> None:
+    """Each watch on a channel of its own: the connection's stream limit (4) stays out of it."""
+    opened: list[grpc.Channel] = []
+    watches: list[Iterator[pb.TaskEvent]] = []  # held: a call that is garbage collected is cancelled
+
+    def open_watch(md: list[tuple[str, str]]) -> None:
+        channel = grpc.insecure_channel(limited.grpc_addr, options=[("grpc.use_local_subchannel_pool", 1)])
+        opened.append(channel)
+        stub = rpc.TaskServiceStub(channel)
+        ready = stub.CreateTask(pb.CreateTaskRequest(title="ready"), metadata=md)
+        call = stub.WatchTasks(
+            pb.WatchTasksRequest(include_initial=True, task_ids=[ready.id]), metadata=md, timeout=10
+        )
+        next(call)
+        watches.append(call)
+
+    service = bearer(limited.token("svc-" + uuid.uuid4().hex[:8], service=True))
+    admin = bearer(limited.token("adm-" + uuid.uuid4().hex[:8], admin=True))
+    try:
+        for _ in range(3):  # above the per-user quota of 2
+            open_watch(service)
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as refused:
+            open_watch(service)
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert time.monotonic() - started < 2  # refused at once, never held waiting for a slot
+        for _ in range(5):
+            open_watch(admin)
+    finally:
+        for channel in opened:
+            channel.close()
 
 
 def test_deadlines_end_streams_and_free_their_slots(limited: ServerProcess) -> None:

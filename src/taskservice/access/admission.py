@@ -11,6 +11,7 @@ object."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from taskservice.access.auth import Authenticator
 from taskservice.access.caller import Caller
@@ -20,18 +21,33 @@ from taskservice.telemetry import metrics
 from taskservice.telemetry.observability import note_user
 
 
+@dataclass(frozen=True, slots=True)
+class StreamQuota:
+    """How many streams a caller may hold open at once: `per_user` for a person, `per_service` for a
+    token with the `service` role (a backend following watches for many people); admins have none.
+    Over it, a new stream is refused at once with RESOURCE_EXHAUSTED: it never waits for a slot."""
+
+    per_user: int
+    per_service: int
+
+    def limit(self, caller: Caller) -> int | None:
+        if caller.is_admin:
+            return None
+        return self.per_service if caller.is_service else self.per_user
+
+
 class Admission:
     def __init__(
         self,
         authenticator: Authenticator,
         limiter: RateLimiter,
-        max_streams_per_user: int,
+        streams: StreamQuota,
         failed_auth: RateLimiter | None = None,
     ) -> None:
         self._auth = authenticator
         self._limiter = limiter
         self._failed_auth = failed_auth or RateLimiter(0)
-        self._max_streams = max_streams_per_user
+        self._streams = streams
         self._open_streams: dict[str, int] = {}
 
     def admit(self, metadata: Mapping[str, str], peer: Callable[[], str] = str) -> Caller:
@@ -77,10 +93,11 @@ class Admission:
     def open_stream(self, caller: Caller) -> Callable[[], None]:
         """Take one of the caller's stream slots; call the returned function when the stream ends."""
         held = self._open_streams.get(caller.user_id, 0)
-        if held >= self._max_streams:
+        limit = self._streams.limit(caller)
+        if limit is not None and held >= limit:
             metrics.rate_limited.labels("streams").inc()
             raise ResourceExhausted(
-                f"at most {self._max_streams} streams may be open per user; close one before opening another"
+                f"at most {limit} streams may be open per user; close one before opening another"
             )
         self._open_streams[caller.user_id] = held + 1
         released = False

@@ -179,8 +179,9 @@ def _caller_from(claims: Mapping[str, Any], expires_at: float | None = None) -> 
     roles = claims.get("roles", ())
     if isinstance(roles, str):
         roles = roles.split()
-    is_admin = isinstance(roles, list | tuple) and "admin" in roles
-    return Caller(sub, is_admin=is_admin, expires_at=expires_at)
+    if not isinstance(roles, list | tuple):
+        roles = ()
+    return Caller(sub, is_admin="admin" in roles, is_service="service" in roles, expires_at=expires_at)
 
 
 # -- keys and tokens from settings ---------------------------------------------------------------
@@ -300,14 +301,18 @@ def load_authenticator(settings: Settings) -> Authenticator:
     )
 
 
-def mint_token(settings: Settings, user: str, *, admin: bool = False, ttl: float = 3600.0) -> str:
-    """A token for `user` signed with the server's HS256 secret (what `taskservice token` prints)."""
+def mint_token(
+    settings: Settings, user: str, *, admin: bool = False, service: bool = False, ttl: float = 3600.0
+) -> str:
+    """A token for `user` signed with the server's HS256 secret (what `taskservice token` prints);
+    `service` gives it the role that raises its open-stream quota."""
     if not user.strip() or len(user) > _USER_ID_MAX:
         raise SettingsError("the user id must be 1-256 characters")
     now = int(time.time())
     claims: dict[str, Any] = {"sub": user, "iat": now, "exp": now + int(ttl)}
-    if admin:
-        claims["roles"] = ["admin"]
+    roles = [role for role, wanted in (("admin", admin), ("service", service)) if wanted]
+    if roles:
+        claims["roles"] = roles
     if settings.jwt_issuer:
         claims["iss"] = settings.jwt_issuer
     if settings.jwt_audience:

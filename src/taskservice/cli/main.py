@@ -79,14 +79,19 @@ def _duration(text: str) -> float:
 @cli.command()
 @click.option("--user", required=True, help="user id (the token's `sub`)")
 @click.option("--admin", is_flag=True, help="give the token the admin role")
+@click.option(
+    "--service",
+    is_flag=True,
+    help="give the token the service role: a backend that may hold --max-streams-per-service streams",
+)
 @click.option("--ttl", default="1h", show_default=True, help="lifetime: 30m, 1h, 7d, …")
 @_settings_options
-def token(user: str, admin: bool, ttl: str, **values: Any) -> None:
+def token(user: str, admin: bool, service: bool, ttl: str, **values: Any) -> None:
     """Print a token signed with the server's key (same --data-dir / --jwt-secret-file as serve)."""
     from taskservice.access.auth import mint_token
 
     try:
-        click.echo(mint_token(Settings(**values), user, admin=admin, ttl=_duration(ttl)))
+        click.echo(mint_token(Settings(**values), user, admin=admin, service=service, ttl=_duration(ttl)))
     except SettingsError as error:
         raise click.ClickException(str(error)) from None
 

@@ -18,7 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from taskservice.access import auth
-from taskservice.access.admission import Admission
+from taskservice.access.admission import Admission, StreamQuota
 from taskservice.access.ratelimit import RateLimiter
 from taskservice.domain.bulk import largest_response
 from taskservice.domain.events import EventWindow
@@ -106,7 +106,7 @@ async def start(settings: Settings, reuse_port: bool = False) -> Server:
     admission = Admission(
         authenticator,
         RateLimiter(settings.rate_limit, settings.rate_burst),
-        settings.max_streams_per_user,
+        StreamQuota(settings.max_streams_per_user, settings.max_streams_per_service),
         failed_auth=RateLimiter(settings.max_auth_failures, int(settings.max_auth_failures * 5)),
     )
     tls = _tls_files(settings)
@@ -133,7 +133,6 @@ async def start(settings: Settings, reuse_port: bool = False) -> Server:
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.so_reuseport", int(reuse_port)),
-        ("grpc.max_concurrent_streams", settings.max_streams_per_connection),
         # Calls that arrived but that the asyncio server has not picked up yet. grpcio's defaults
         # (1,000 / 3,000) left thousands of watches that opened at once hanging, never started.
         ("grpc.server.max_pending_requests", _MAX_PENDING_CALLS),
@@ -143,6 +142,8 @@ async def start(settings: Settings, reuse_port: bool = False) -> Server:
         # 10,000 watches opened at once the last thousands waited longer and ended CANCELLED.
         ("grpc.server_max_unrequested_time_in_server", _MAX_UNREQUESTED_S),
     ]
+    if settings.max_streams_per_connection:
+        options.append(("grpc.max_concurrent_streams", settings.max_streams_per_connection))
     # No grpc.aio interceptors: they run on every call and build new handler objects each time
     # (docs/decisions/0004-no-aio-interceptors.md).
     # TaskService's handlers come observed and admitted (calls that admission refuses are counted

@@ -53,8 +53,17 @@ class Settings:
     tls_cert: str = _setting("", "PEM certificate chain: serve gRPC and HTTP over TLS")
     tls_key: str = _setting("", "PEM private key of --tls-cert")
     tls_client_ca: str = _setting("", "PEM CA bundle: require client certificates signed by it (mTLS)")
-    max_streams_per_connection: int = _setting(100, "concurrent calls on one HTTP/2 connection")
-    max_streams_per_user: int = _setting(100, "concurrent streaming calls one user may hold open")
+    max_streams_per_connection: int = _setting(
+        0,
+        "concurrent calls on one HTTP/2 connection (0: no limit; grpcio clients fail calls over it "
+        "with REFUSED_STREAM or queue them, so the per-user quotas below bound clients instead)",
+    )
+    max_streams_per_user: int = _setting(
+        100, "concurrent streaming calls one user may hold open (admins: no limit)"
+    )
+    max_streams_per_service: int = _setting(
+        10_000, "concurrent streaming calls a user whose token has the `service` role may hold open"
+    )
     max_bulk_items: int = _setting(100_000, "most tasks one BulkCreateTasks stream may carry")
     log_level: str = _setting("info", "log level", ("debug", "info", "warning", "error"))
     log_format: str = _setting(
