@@ -1,6 +1,7 @@
 """What every transport checks before it lets a call through: who is calling (authentication), that
 they are within their rate (each call and each stream message counts: a call over the rate is
-refused, a stream message over it waits), and how many streams they hold open. A client address
+refused, a stream message over it waits), how many streams they hold open, and how many
+request messages they may be receiving at once (`receiving.py`). A client address
 whose authentications keep failing is slowed down: past `failed_auth` (a token bucket per address),
 a token this server has not already verified is refused with RESOURCE_EXHAUSTED and RetryInfo,
 before any signature is checked; tokens it verified earlier still pass, so a user behind the same
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from taskservice.access.auth import Authenticator
 from taskservice.access.caller import Caller
 from taskservice.access.ratelimit import RateLimiter
+from taskservice.access.receiving import ReceiveSlots
 from taskservice.domain.errors import ResourceExhausted, Unauthenticated
 from taskservice.telemetry import metrics
 from taskservice.telemetry.observability import note_user
@@ -43,12 +45,14 @@ class Admission:
         limiter: RateLimiter,
         streams: StreamQuota,
         failed_auth: RateLimiter | None = None,
+        receiving: ReceiveSlots | None = None,
     ) -> None:
         self._auth = authenticator
         self._limiter = limiter
         self._failed_auth = failed_auth or RateLimiter(0)
         self._streams = streams
         self._open_streams: dict[str, int] = {}
+        self.receiving = receiving or ReceiveSlots(0)
 
     def admit(self, metadata: Mapping[str, str], peer: Callable[[], str] = str) -> Caller:
         """The caller of a new call, which spends one of their rate tokens (Unauthenticated /

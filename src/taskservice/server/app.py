@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from taskservice.access import auth
 from taskservice.access.admission import Admission, StreamQuota
 from taskservice.access.ratelimit import RateLimiter
+from taskservice.access.receiving import ReceiveSlots
 from taskservice.domain.bulk import largest_response
 from taskservice.domain.events import EventWindow
 from taskservice.domain.paging import PageTokens
@@ -50,6 +51,7 @@ _PRUNE_EVERY = 60.0
 _IDEMPOTENCY_KEY_TTL_US = 24 * 3600 * 1_000_000
 _ANNOUNCED_TOKEN_TTL = 24 * 3600.0
 _MAX_PENDING_CALLS = 100_000
+_STREAM_LOOKAHEAD_BYTES = 64 * 1024
 _MAX_UNREQUESTED_S = 3600
 _GC_THRESHOLDS = (5_000, 200, 100)
 
@@ -108,6 +110,7 @@ async def start(settings: Settings, reuse_port: bool = False) -> Server:
         RateLimiter(settings.rate_limit, settings.rate_burst),
         StreamQuota(settings.max_streams_per_user, settings.max_streams_per_service),
         failed_auth=RateLimiter(settings.max_auth_failures, int(settings.max_auth_failures * 5)),
+        receiving=ReceiveSlots(settings.max_receiving_per_user),
     )
     tls = _tls_files(settings)
     tracer = tracing.start()
@@ -133,6 +136,12 @@ async def start(settings: Settings, reuse_port: bool = False) -> Server:
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.so_reuseport", int(reuse_port)),
+        # What a client may send on a call before its handler asks for the message. grpcio's
+        # bandwidth probe otherwise raises it to 4 MiB or more for every stream, so calls that are
+        # never read (refused, or waiting for the user's receive slot) held that much each. A
+        # handler that reads opens the window to the whole message, so uploads do not slow down.
+        ("grpc.http2.bdp_probe", 0),
+        ("grpc.http2.lookahead_bytes", _STREAM_LOOKAHEAD_BYTES),
         # Calls that arrived but that the asyncio server has not picked up yet. grpcio's defaults
         # (1,000 / 3,000) left thousands of watches that opened at once hanging, never started.
         ("grpc.server.max_pending_requests", _MAX_PENDING_CALLS),

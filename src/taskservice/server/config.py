@@ -64,6 +64,11 @@ class Settings:
     max_streams_per_service: int = _setting(
         10_000, "concurrent streaming calls a user whose token has the `service` role may hold open"
     )
+    max_receiving_per_user: int = _setting(
+        16,
+        "request messages one user's calls may be receiving at once; more wait their turn "
+        "(bounds what unfinished messages hold in memory; admins: no limit; 0: no limit)",
+    )
     max_bulk_items: int = _setting(100_000, "most tasks one BulkCreateTasks stream may carry")
     log_level: str = _setting("info", "log level", ("debug", "info", "warning", "error"))
     log_format: str = _setting(

@@ -4,6 +4,11 @@ Handlers are registered by hand rather than through the generated servicer base 
 (1) a request that fails to decode becomes INVALID_ARGUMENT instead of grpcio's INTERNAL, and
 (2) watch events already encoded once for all watchers go on the wire without re-encoding.
 
+Every handler admits the caller before it reads the request: unary methods (here) and
+server-streaming ones (`AdmissionGuard`) are registered with a streaming request and read their one
+message themselves once the caller is admitted, in one of the caller's receive slots
+(access/receiving.py). The client sees the same unary-request call either way.
+
 A unary call runs as one coroutine that observes it (metrics, access line, span), admits the
 caller, calls the service and maps its errors: it is the hot path, and nested wrappers, each
 reading the call's metadata and handling errors of its own, cost measurably more per call
@@ -24,7 +29,7 @@ from google.protobuf.message import DecodeError, Message
 from taskservice.access.admission import Admission
 from taskservice.access.caller import Caller
 from taskservice.domain.errors import DomainError, InvalidArgument
-from taskservice.transport.grpc_admission import AdmissionGuard, Behaviour, text_metadata
+from taskservice.transport.grpc_admission import AdmissionGuard, Behaviour, read_request, text_metadata
 from taskservice.transport.grpc_telemetry import Telemetry, begin_call, status_code
 from taskservice.transport.methods import Method, until_shutdown
 from taskservice.transport.status import abort, grpc_code
@@ -98,24 +103,24 @@ class GrpcTransport:
             handler = self._guard.stream_unary(self._client_stream(method), **options)
         else:
             handler = self._guard.stream_stream(self._bidi_stream(method), **options)
-        return self._telemetry.wrap(method.path, handler)
+        return self._telemetry.wrap(method.path, handler, client_streams=method.client_streams)
 
     def _unary(self, method: Method) -> grpc.RpcMethodHandler:
-        """One coroutine per call: observe, admit, check the request decoded, call, map errors.
-        Admission comes first, so an undecodable request from an unknown caller is UNAUTHENTICATED."""
+        """One coroutine per call: observe, admit, read the request, call, map errors. Admission
+        comes first, so an undecodable request from an unknown caller is UNAUTHENTICATED, and the
+        request of a caller that is not admitted is never read."""
         observer = self._telemetry.observer(method.path, "unary")
-        admit = self._admission.admit
+        admit, receive = self._admission.admit, self._admission.receiving.receive
         received, sent, finish = observer.metrics.received, observer.metrics.sent, observer.finish
         call = method.call
 
-        async def handle(
-            request: Message | Malformed, context: grpc.aio.ServicerContext[Any, Any]
-        ) -> Message:
+        async def handle(_: object, context: grpc.aio.ServicerContext[Any, Any]) -> Message:
             metadata = context.invocation_metadata() or ()
             record = begin_call(observer, context, metadata)
             received()
             try:
                 caller = admit(text_metadata(metadata), context.peer)
+                request = await receive(caller, lambda: read_request(context))
                 if isinstance(request, Malformed):
                     raise request.error()
                 response: Message = await call(caller, request)
@@ -135,7 +140,7 @@ class GrpcTransport:
                 return response
             raise AssertionError("unreachable: abort raises")
 
-        return grpc.unary_unary_rpc_method_handler(
+        return grpc.stream_unary_rpc_method_handler(
             handle, request_deserializer=_deserializer(method.request_type), response_serializer=_serialize
         )
 

@@ -1,7 +1,10 @@
 """The wrapper that admits TaskService's streaming calls (server, client and bidirectional): it
 authenticates, applies the rate limit to the call (refused when over) and to each message a client
 streams (paced to the rate), bounds open streams per user, and passes the Caller to the behaviour
-it wraps as its first argument. It wraps each streaming behaviour once, when the handlers are built,
+it wraps as its first argument. A server-streaming method is registered with a streaming request and
+reads its one message only once the caller is admitted, in one of the caller's receive slots: grpcio
+reads a unary request (up to --max-message-bytes) before any handler runs, so a client without a
+token could otherwise make the server hold that much for each call it leaves unfinished. It wraps each streaming behaviour once, when the handlers are built,
 not per call as a grpc.aio interceptor would. Unary calls are admitted inside their one handler coroutine
 (`transport/grpc.py`). Health and reflection are not wrapped: they need no token.
 """
@@ -16,7 +19,7 @@ import structlog
 
 from taskservice.access.admission import Admission
 from taskservice.access.caller import Caller
-from taskservice.domain.errors import DomainError
+from taskservice.domain.errors import DomainError, InvalidArgument
 from taskservice.transport.status import abort
 
 log = structlog.get_logger(__name__)
@@ -31,13 +34,22 @@ def text_metadata(metadata: Iterable[tuple[str, str | bytes]]) -> dict[str, str]
     return {key: value for key, value in metadata if isinstance(value, str)}
 
 
+async def read_request(context: Context) -> Any:
+    """The one request message of a call registered with a streaming request (see above)."""
+    request = await context.read()
+    if request is grpc.aio.EOF:
+        raise InvalidArgument.field("request", "is missing: the call ended before its message")
+    return request
+
+
 class AdmissionGuard:
     def __init__(self, admission: Admission) -> None:
         self._admission = admission
 
     def unary_stream(self, behaviour: Behaviour, **options: Any) -> grpc.RpcMethodHandler:
-        """A server-streaming handler that admits its calls before `behaviour` runs."""
-        return grpc.unary_stream_rpc_method_handler(self._unary_stream(behaviour), **options)
+        """A server-streaming handler that admits its calls, then reads the request, then runs
+        `behaviour` (registered as bidirectional: see above)."""
+        return grpc.stream_stream_rpc_method_handler(self._unary_stream(behaviour), **options)
 
     def stream_unary(self, behaviour: Behaviour, **options: Any) -> grpc.RpcMethodHandler:
         """A client-streaming handler that admits its calls and paces their messages."""
@@ -77,9 +89,16 @@ class AdmissionGuard:
             raise
 
     def _unary_stream(self, behaviour: Behaviour) -> Any:
-        async def handle(request: Any, context: Context) -> AsyncIterator[Any]:
+        receive = self._admission.receiving.receive
+
+        async def handle(_: object, context: Context) -> AsyncIterator[Any]:
             caller, release = await self._admit_stream(context)
             try:
+                try:
+                    request = await receive(caller, lambda: read_request(context))
+                except DomainError as error:
+                    await abort(context, error)
+                    raise
                 async for response in behaviour(caller, request, context):
                     yield response
             finally:

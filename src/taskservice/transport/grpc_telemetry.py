@@ -56,15 +56,21 @@ class Telemetry:
         """A new CallObserver of `method`, for a handler that observes its calls itself."""
         return CallObserver(method, rpc_type, tracer=self._tracer)
 
-    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        """`handler` of `method` ("/pkg.Service/Name"), each of its calls observed."""
-        field, rpc_type = _FIELDS[(handler.request_streaming, handler.response_streaming)]
+    def wrap(
+        self, method: str, handler: grpc.RpcMethodHandler, *, client_streams: bool | None = None
+    ) -> grpc.RpcMethodHandler:
+        """`handler` of `method` ("/pkg.Service/Name"), each of its calls observed. `client_streams`
+        is False for a handler registered with a streaming request that reads its one message
+        itself: the call is counted as the unary-request call it is on the wire."""
+        field, _ = _FIELDS[(handler.request_streaming, handler.response_streaming)]
+        request_streaming = handler.request_streaming if client_streams is None else client_streams
+        _, rpc_type = _FIELDS[(request_streaming, handler.response_streaming)]
         behaviour = getattr(handler, field)
         observer = self.observer(method, rpc_type)
         if inspect.isasyncgenfunction(behaviour):
-            wrapped: Any = _streaming_responses(observer, behaviour, handler.request_streaming)
+            wrapped: Any = _streaming_responses(observer, behaviour, request_streaming)
         elif inspect.iscoroutinefunction(behaviour):
-            wrapped = _single_response(observer, behaviour, handler.request_streaming)
+            wrapped = _single_response(observer, behaviour, request_streaming)
         else:
             return handler  # synchronous handlers are not used on this server
         return handler._replace(**{field: wrapped})
