@@ -5,13 +5,17 @@ them, with or without a token, cannot make the server hold more than the documen
 from __future__ import annotations
 
 import time
+import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from taskservice.api import task_service_pb2 as pb
+from taskservice.api import task_service_pb2_grpc as rpc
 from tests.hostile_h2 import StalledUploads, rss_bytes
-from tests.servers import ServerProcess
+from tests.servers import ServerProcess, bearer
 
 MiB = 1024 * 1024
 CREATE = "/taskservice.TaskService/CreateTask"
@@ -58,10 +62,6 @@ def test_unfinished_messages_of_one_user_hold_at_most_their_receive_slots(server
 
 
 def test_a_user_stalling_their_own_calls_does_not_hold_up_another(server: ServerProcess) -> None:
-    from taskservice.api import task_service_pb2 as pb
-
-    from tests.servers import bearer
-
     attack = StalledUploads("127.0.0.1", server.grpc_port, CREATE, 40, MESSAGE, server.token("attacker"))
     try:
         attack.pump(2)
@@ -71,3 +71,62 @@ def test_a_user_stalling_their_own_calls_does_not_hold_up_another(server: Server
         assert task.title == "unaffected"
     finally:
         attack.close()
+
+
+def _largest_task(title: str) -> pb.CreateTaskRequest:
+    """A task near every size limit: about 160 KB encoded."""
+    return pb.CreateTaskRequest(
+        title=title[:200],
+        description="d" * 20_000,
+        labels=[f"l{n:02d}" + "x" * 60 for n in range(50)],
+        metadata={f"k{n:03d}" + "k" * 124: "v" * 2048 for n in range(64)},
+    )
+
+
+def test_the_event_window_holds_at_most_its_byte_budget(server: ServerProcess) -> None:
+    """500 of the largest tasks (about 80 MB of events), then 300 updates of one of them (each
+    event holds the task and its previous version): the window keeps to its 64 MiB, and a watcher
+    that resumes from the start still gets every event, the big ones read from the log."""
+    assert server.proc is not None
+    stub, md = server.stub(), bearer(server.token("writer"))
+    first = stub.CreateTask(pb.CreateTaskRequest(title="start"), metadata=md)
+    (start,) = _events(stub, md, pb.WatchTasksRequest(task_ids=[first.id], include_initial=True), 1)
+    time.sleep(0.5)
+    before = rss_bytes(server.proc.pid)
+    with ThreadPoolExecutor(8) as pool:
+        created = list(pool.map(lambda n: stub.CreateTask(_largest_task(f"big {n}"), metadata=md), range(500)))
+    toggled = created[0]
+    for n in range(300):
+        status = pb.TASK_STATUS_IN_PROGRESS if n % 2 == 0 else pb.TASK_STATUS_TODO
+        toggled = stub.UpdateTask(
+            pb.UpdateTaskRequest(id=toggled.id, status=status, expected_version=toggled.version), metadata=md
+        )
+    growth = rss_bytes(server.proc.pid) - before
+    assert growth < 64 * MiB + 2 * SLACK, f"RSS grew {growth / MiB:.0f} MiB"
+    window_bytes = _metric(server, "taskservice_event_window_bytes")
+    assert 0 < window_bytes <= 64 * MiB
+
+    events = _events(stub, md, pb.WatchTasksRequest(after_sequence=start.sequence), 800)
+    assert [e.sequence for e in events] == list(range(start.sequence + 1, start.sequence + 801))
+    assert events[-1].task.version == toggled.version and events[-1].task.description == "d" * 20_000
+
+
+def _events(
+    stub: rpc.TaskServiceStub, md: list[tuple[str, str]], request: pb.WatchTasksRequest, count: int
+) -> list[pb.TaskEvent]:
+    received: list[pb.TaskEvent] = []
+    call = stub.WatchTasks(request, metadata=md, timeout=60)
+    for event in call:
+        received.append(event)
+        if len(received) == count:
+            break
+    call.cancel()
+    return received
+
+
+def _metric(server: ServerProcess, name: str) -> float:
+    with urllib.request.urlopen(f"{server.http_url}/metrics", timeout=5) as answer:
+        for line in answer.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    raise AssertionError(f"no {name} in /metrics")

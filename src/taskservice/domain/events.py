@@ -6,6 +6,11 @@ only falls behind itself: when its cursor drops out of the window it reads from 
 log until it catches up, and when the log no longer has it, it gets OUT_OF_RANGE. A watch lives no
 longer than its caller's credentials: it ends with UNAUTHENTICATED once they expire, saying where
 to resume.
+
+The window is bounded by count and by bytes (an estimate of what each event holds in memory: the
+task, its previous version and their encodings). An event too big for its share of the byte budget
+is kept as its sequence only, and watchers read it from the store's log when they reach it, so a
+user who writes the largest tasks over and over cannot make the window hold gigabytes.
 """
 
 from __future__ import annotations
@@ -20,6 +25,21 @@ from taskservice.domain.errors import OutOfRange, Unauthenticated, Unavailable
 from taskservice.store.base import StoredEvent, TaskStore
 
 _LOG_BATCH = 1000
+_LOG_BIG_BATCH = 16  # events read from the log at once where the window holds only their sequence
+DEFAULT_CAPACITY = 50_000
+DEFAULT_BUDGET_BYTES = 64 * 1024 * 1024
+# The largest event the window holds, as a share of its byte budget; bigger ones are read from the log.
+_MAX_EVENT_SHARE = 256
+# Python and protobuf objects take more memory than their encoding: measured at about 1.4 times for
+# large tasks, plus a fixed part per event.
+_MEMORY_PER_ENCODED_BYTE = 1.5
+_MEMORY_PER_EVENT = 1024
+
+
+def event_cost(event: StoredEvent) -> int:
+    """An estimate of the bytes `event` holds in memory."""
+    encoded = event.task.ByteSize() + (event.previous.ByteSize() if event.previous is not None else 0)
+    return int(encoded * _MEMORY_PER_ENCODED_BYTE) + _MEMORY_PER_EVENT
 
 
 class _Follower:
@@ -32,11 +52,17 @@ class _Follower:
 
 
 class EventWindow:
-    def __init__(self, store: TaskStore, capacity: int = 50_000) -> None:
+    def __init__(
+        self, store: TaskStore, capacity: int = DEFAULT_CAPACITY, budget_bytes: int = DEFAULT_BUDGET_BYTES
+    ) -> None:
         self._store = store
         self._capacity = capacity
+        self._budget = budget_bytes
+        self._max_event = max(budget_bytes // _MAX_EVENT_SHARE, _MEMORY_PER_EVENT)
         self._sequences: list[int] = []
-        self._events: list[StoredEvent] = []
+        self._events: list[StoredEvent | None] = []  # None: too big to hold, read from the log
+        self._costs: list[int] = []
+        self._bytes = 0
         self._head = 0
         self._floor = 0  # the window holds every event with floor < sequence <= head
         self._wakeup: asyncio.Future[None] | None = None
@@ -56,6 +82,11 @@ class EventWindow:
         """How many watchers are following the window now."""
         return len(self._followers)
 
+    @property
+    def bytes(self) -> int:
+        """The estimated bytes the window's events hold now (at most its budget)."""
+        return self._bytes
+
     def lag(self) -> int:
         """The largest lag of any watcher: head minus the last sequence it was sent."""
         head = self._head
@@ -66,15 +97,37 @@ class EventWindow:
         for event in events:
             if event.sequence <= self._head:
                 continue
+            cost = event_cost(event)
+            held: StoredEvent | None = event
+            if cost > self._max_event:
+                held, cost = None, _MEMORY_PER_EVENT
             self._sequences.append(event.sequence)
-            self._events.append(event)
+            self._events.append(held)
+            self._costs.append(cost)
+            self._bytes += cost
             self._head = event.sequence
-        excess = len(self._events) - self._capacity
-        if excess > self._capacity // 4:  # trim in chunks: deleting from a list's front is O(n)
-            self._floor = self._sequences[excess - 1]
-            del self._sequences[:excess]
-            del self._events[:excess]
+        self._trim()
         self._wake()
+
+    def _trim(self) -> None:
+        """Drop the oldest events once over the count or the byte budget, down to three quarters of
+        each: in chunks, because deleting from a list's front is O(n)."""
+        over_count = len(self._events) > self._capacity + self._capacity // 4
+        if not (over_count or self._bytes > self._budget):
+            return
+        keep_count, keep_bytes = self._capacity * 3 // 4, self._budget * 3 // 4
+        drop, dropped_bytes = max(0, len(self._events) - keep_count), 0
+        dropped_bytes = sum(self._costs[:drop])
+        while drop < len(self._events) and self._bytes - dropped_bytes > keep_bytes:
+            dropped_bytes += self._costs[drop]
+            drop += 1
+        if drop == 0:
+            return
+        self._floor = self._sequences[drop - 1]
+        del self._sequences[:drop]
+        del self._events[:drop]
+        del self._costs[:drop]
+        self._bytes -= dropped_bytes
 
     def close(self) -> None:
         """End every follower with UNAVAILABLE (the server is shutting down)."""
@@ -125,7 +178,17 @@ class EventWindow:
             return []
         if cursor >= self._floor:
             start = bisect.bisect_right(self._sequences, cursor)
-            return self._events[start : start + _LOG_BATCH]
+            held = self._events[start : start + _LOG_BATCH]
+            batch: list[StoredEvent] = []
+            for event in held:
+                if event is None:
+                    break
+                batch.append(event)
+            if batch:
+                return batch
+            # Too big to hold: read from the log, only as many as are not held (each may be large).
+            big = next((n for n, event in enumerate(held[:_LOG_BIG_BATCH]) if event is not None), None)
+            return await self._store.events_after(cursor, big or _LOG_BIG_BATCH)
         # Behind the window: read the durable log, which must still hold the next event.
         await self.check_resumable(cursor)
         return await self._store.events_after(cursor, _LOG_BATCH)

@@ -120,7 +120,7 @@ async def start(settings: Settings, reuse_port: bool = False) -> Server:
     await store.open()
     task_counts = metrics.TaskCounts()
     store.subscribe(task_counts.on_events)  # counted in the background once serving (`_count_tasks`)
-    window = EventWindow(store)
+    window = EventWindow(store, budget_bytes=settings.event_window_bytes)
     await window.start()
     limits = Limits(bulk_items_max=settings.max_bulk_items)
     service = TaskService(store, window, PageTokens(await store.secret("page-tokens")), limits)

@@ -80,6 +80,11 @@ class Settings:
     trash_days: float = _setting(
         30.0, "days a deleted task stays in the trash (UndeleteTask) before it is purged"
     )
+    event_window_bytes: int = _setting(
+        64 * 1024 * 1024,
+        "memory the shared window of recent events may hold (estimated); watchers behind it read the "
+        "event log",
+    )
     max_message_bytes: int = _setting(4 * 1024 * 1024, "largest request or response message")
     health_check_interval: float = _setting(
         5.0, "seconds between store checks that drive readiness (/readyz and gRPC health)"

@@ -245,6 +245,11 @@ class _WatchCollector(Collector):
             max((w.lag() for w in windows), default=0),
         )
         yield GaugeMetricFamily(
+            "taskservice_event_window_bytes",
+            "Estimated memory held by the window of recent events (bounded by --event-window-bytes).",
+            sum(w.bytes for w in windows),
+        )
+        yield GaugeMetricFamily(
             "taskservice_event_head_sequence",
             "Newest event sequence.",
             max((w.head for w in windows), default=0),
