@@ -81,7 +81,7 @@ def test_200_concurrent_creates_per_channel_while_a_watch_is_open(
         expected = 200 * len(servers)
         assert sum(len(r) for r in results) == expected
         seen = 0
-        for event in watchers[0]:  # the open watch sees every create, whichever replica took it
+        for _ in watchers[0]:  # the open watch sees every create, whichever replica took it
             seen += 1
             if seen == expected:
                 break
