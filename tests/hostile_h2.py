@@ -78,7 +78,9 @@ class StalledUploads:
                     del self.pending[stream_id]
                     continue
                 try:
-                    window = min(self.conn.local_flow_control_window(stream_id), self.conn.max_outbound_frame_size)
+                    window = min(
+                        self.conn.local_flow_control_window(stream_id), self.conn.max_outbound_frame_size
+                    )
                 except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError, KeyError):
                     del self.pending[stream_id]
                     continue

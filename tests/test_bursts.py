@@ -21,7 +21,9 @@ FRESH = [("grpc.use_local_subchannel_pool", 1)]
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def servers(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[ServerProcess]]:
+def servers(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[ServerProcess]]:
     """One SQLite server, or two replicas on one PostgreSQL database, at default settings."""
     if request.param == "sqlite":
         procs = [ServerProcess(tmp_path_factory.mktemp("burst"))]
@@ -51,7 +53,9 @@ def _concurrent_creates(channel: grpc.Channel, count: int, tag: str) -> list[pb.
     return [future.result() for future in futures]
 
 
-def test_400_concurrent_creates_on_one_fresh_channel_all_succeed(servers: list[ServerProcess], tag: str) -> None:
+def test_400_concurrent_creates_on_one_fresh_channel_all_succeed(
+    servers: list[ServerProcess], tag: str
+) -> None:
     with grpc.insecure_channel(servers[0].grpc_addr, options=FRESH) as channel:
         created = _concurrent_creates(channel, 400, tag)
     assert len({task.id for task in created}) == 400
@@ -91,7 +95,9 @@ def test_200_concurrent_creates_per_channel_while_a_watch_is_open(
             watcher.cancel()
 
 
-def test_a_connection_full_of_watches_still_carries_a_new_call(servers: list[ServerProcess], tag: str) -> None:
+def test_a_connection_full_of_watches_still_carries_a_new_call(
+    servers: list[ServerProcess], tag: str
+) -> None:
     server = servers[0]
     # Two channels with the same target and options share one connection, as in any grpcio client.
     watching = grpc.insecure_channel(server.grpc_addr)
@@ -100,7 +106,9 @@ def test_a_connection_full_of_watches_still_carries_a_new_call(servers: list[Ser
     watches = [stub.WatchTasks(pb.WatchTasksRequest(labels=[tag]), timeout=60) for _ in range(200)]
     try:
         time.sleep(0.5)  # let every watch open before the call
-        task = rpc.TaskServiceStub(calling).CreateTask(pb.CreateTaskRequest(title="after", labels=[tag]), timeout=10)
+        task = rpc.TaskServiceStub(calling).CreateTask(
+            pb.CreateTaskRequest(title="after", labels=[tag]), timeout=10
+        )
         assert next(watches[-1]).task.id == task.id  # and the watches are live
     finally:
         for watch in watches:

@@ -4,6 +4,8 @@ them, with or without a token, cannot make the server hold more than the documen
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -33,7 +35,7 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
 
 
 def _attack(server: ServerProcess, path: str, token: str, seconds: float) -> int:
-    """4 connections × 25 calls, each sending all but the last byte of a 3.9 MB message and then
+    """4 connections x 25 calls, each sending all but the last byte of a 3.9 MB message and then
     holding the stream open; the server's RSS growth while they are held."""
     assert server.proc is not None
     time.sleep(0.5)
@@ -94,7 +96,9 @@ def test_the_event_window_holds_at_most_its_byte_budget(server: ServerProcess) -
     time.sleep(0.5)
     before = rss_bytes(server.proc.pid)
     with ThreadPoolExecutor(8) as pool:
-        created = list(pool.map(lambda n: stub.CreateTask(_largest_task(f"big {n}"), metadata=md), range(500)))
+        created = list(
+            pool.map(lambda n: stub.CreateTask(_largest_task(f"big {n}"), metadata=md), range(500))
+        )
     toggled = created[0]
     for n in range(300):
         status = pb.TASK_STATUS_IN_PROGRESS if n % 2 == 0 else pb.TASK_STATUS_TODO
@@ -130,3 +134,49 @@ def _metric(server: ServerProcess, name: str) -> float:
             if line.startswith(name + " "):
                 return float(line.split()[1])
     raise AssertionError(f"no {name} in /metrics")
+
+
+def _stalled_http_bodies(server: ServerProcess, token: str, sockets: int = 60) -> list[socket.socket]:
+    """`sockets` gRPC-Web POSTs announcing 5,501,000 bytes of body, each sending 5,500,000 of them
+    and then holding the connection open."""
+    head = (
+        "POST /taskservice.TaskService/CreateTask HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+        "content-type: application/grpc-web+proto\r\ncontent-length: 5501000\r\n"
+        + (f"authorization: Bearer {token}\r\n" if token else "")
+        + "\r\n"
+    ).encode()
+    body = b"\x00" + (5_500_995).to_bytes(4, "big") + b"\x0a" * 5_499_995
+
+    def send(sock: socket.socket) -> None:
+        sock.settimeout(5)
+        with contextlib.suppress(OSError):  # a server that stops reading: the rest stays unsent
+            sock.sendall(head + body)
+
+    opened = [socket.create_connection(("127.0.0.1", server.http_port)) for _ in range(sockets)]
+    with ThreadPoolExecutor(sockets) as pool:
+        list(pool.map(send, opened))
+    return opened
+
+
+@pytest.mark.parametrize("with_token", [False, True])
+def test_unfinished_http_bodies_stay_within_the_ports_budget(server: ServerProcess, with_token: bool) -> None:
+    """Without a token nothing is read; with one, the bodies held at once stay within the port's
+    64 MiB budget (and the user's 16 receive slots), plus what the HTTP server reads ahead on each
+    connection."""
+    assert server.proc is not None
+    time.sleep(0.5)
+    before = rss_bytes(server.proc.pid)
+    opened = _stalled_http_bodies(server, server.token("http-attacker") if with_token else "")
+    try:
+        time.sleep(1)
+        growth = rss_bytes(server.proc.pid) - before
+        read_ahead = len(opened) * 4 * 64 * 1024  # what hypercorn reads ahead on each connection
+        ceiling = (64 * MiB if with_token else 0) + read_ahead + SLACK
+        assert growth < ceiling, f"RSS grew {growth / MiB:.0f} MiB"
+        task = server.stub().CreateTask(  # and the server still serves others
+            pb.CreateTaskRequest(title="unaffected"), metadata=bearer(server.token("bystander")), timeout=5
+        )
+        assert task.title == "unaffected"
+    finally:
+        for sock in opened:
+            sock.close()

@@ -124,6 +124,10 @@ class FailedPrecondition(DomainError):
     code = Code.FAILED_PRECONDITION
 
 
+class DeadlineExceeded(DomainError):
+    code = Code.DEADLINE_EXCEEDED
+
+
 class OutOfRange(DomainError):
     code = Code.OUT_OF_RANGE
 

@@ -41,6 +41,7 @@ from taskservice.transport.calls import Calls
 from taskservice.transport.connect import ConnectTransport
 from taskservice.transport.grpc_telemetry import Telemetry
 from taskservice.transport.grpcweb import GrpcWebTransport
+from taskservice.transport.grpcweb.body import BodyBudget
 from taskservice.transport.methods import API_SERVICES, task_service_methods, webhook_service_methods
 from taskservice.transport.openapi import document as openapi_document
 from taskservice.transport.rest import RestTransport
@@ -193,7 +194,15 @@ async def start(settings: Settings, reuse_port: bool = False) -> Server:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     readiness = Readiness(store, health_servicer, shutdown, ("", *services))
     metrics.watch_window(window)
-    grpc_web = GrpcWebTransport(api, admission, shutdown, settings.max_message_bytes, tracer=tracer)
+    grpc_web = GrpcWebTransport(
+        api,
+        admission,
+        shutdown,
+        settings.max_message_bytes,
+        tracer=tracer,
+        body_budget=BodyBudget(settings.http_body_budget_bytes),
+        body_timeout_s=settings.http_body_timeout,
+    )
     calls = Calls(api, admission, shutdown, tracer=tracer)
     app = http.build_app(
         shutdown,

@@ -85,6 +85,12 @@ class Settings:
         "memory the shared window of recent events may hold (estimated); watchers behind it read the "
         "event log",
     )
+    http_body_budget_bytes: int = _setting(
+        64 * 1024 * 1024,
+        "request-body bytes the HTTP port holds at once, all calls together; a body that does not "
+        "fit is refused with RESOURCE_EXHAUSTED",
+    )
+    http_body_timeout: float = _setting(30.0, "seconds a gRPC-Web request body may take to arrive")
     max_message_bytes: int = _setting(4 * 1024 * 1024, "largest request or response message")
     health_check_interval: float = _setting(
         5.0, "seconds between store checks that drive readiness (/readyz and gRPC health)"

@@ -206,6 +206,9 @@ def _board(web_dir: Path) -> ASGIApp:
     return Route("/{path:path}", not_built)
 
 
+_READ_AHEAD_CHUNKS = 4
+
+
 def bind(addr: str, reuse_port: bool = False) -> socket.socket:
     """Bind the HTTP socket ourselves so port 0 works and the real port can be reported.
     `reuse_port`: several worker processes listen on the same port and the kernel spreads clients."""
@@ -236,6 +239,9 @@ async def serve_http(
     config.accesslog = None
     config.errorlog = None
     config.graceful_timeout = 2.0
+    # Body chunks (64 KiB each) hypercorn reads ahead of a request whose body the app is not
+    # reading yet (refused, or waiting for the user's receive slot); then TCP pushes back.
+    config.max_app_queue_size = _READ_AHEAD_CHUNKS
     try:
         await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
     finally:

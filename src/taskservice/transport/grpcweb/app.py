@@ -28,6 +28,7 @@ from taskservice.access.caller import Caller
 from taskservice.domain.errors import Code, DomainError, InvalidArgument, ResourceExhausted, Unavailable
 from taskservice.telemetry.metrics import MethodMetrics
 from taskservice.telemetry.observability import REQUEST_ID_HEADER, CallObserver
+from taskservice.transport.grpcweb.body import DEFAULT_TIMEOUT_S, Body, BodyBudget, BodyCutShort
 from taskservice.transport.grpcweb.framing import (
     COMPRESSED_FLAG,
     TRAILER_FLAG,
@@ -45,10 +46,6 @@ from taskservice.transport.status import grpc_code, internal_status, to_status
 log = structlog.get_logger(__name__)
 
 # -- methods --------------------------------------------------------------------------------------
-
-
-class _BodyCutShort(Exception):
-    """The client disconnected before the request body was complete."""
 
 
 def _parse(request_type: type[Message], payload: bytes) -> Message:
@@ -76,10 +73,15 @@ class GrpcWebTransport:
         max_message_bytes: int = 4 * 1024 * 1024,
         *,
         tracer: Any | None = None,
+        body_budget: BodyBudget | None = None,
+        body_timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
         self._admission = admission
         self._shutdown = shutdown
         self._max_message_bytes = max_message_bytes
+        self._max_body_bytes = max_message_bytes * 4 // 3 + 64  # text mode inflates by 4/3
+        self._body_budget = body_budget or BodyBudget()
+        self._body_timeout_s = body_timeout_s
         self._methods = methods
         self._observers = {
             path: CallObserver(path, method.rpc_type, tracer=tracer) for path, method in methods.items()
@@ -102,13 +104,23 @@ class GrpcWebTransport:
             await _plain(send, 415, "expected application/grpc-web or application/grpc-web-text\n")
             return
         call = _Call(mode, send)
-        try:
-            body = await self._read_body(receive, headers.get("content-length"))
-        except _BodyCutShort:
-            return  # the client left before its request was whole: nothing of it runs
         peer = scope.get("client") or ("", 0)
+        peer_text = f"{peer[0]}:{peer[1]}"
+        # The caller is admitted before a byte of the body is read (body.py).
+        admitted = self._admit(headers, peer_text) if scope["path"] in self._methods else None
+        body = Body(self._body_budget, self._max_body_bytes, self._body_timeout_s)
+        content: bytes | DomainError = b""
+        if isinstance(admitted, Caller):
+            length = headers.get("content-length")
+            try:
+                content = await self._admission.receiving.receive(
+                    admitted, lambda: body.read(receive, length)
+                )
+            except BodyCutShort:
+                body.release()
+                return  # the client left before its request was whole: nothing of it runs
         responder = asyncio.ensure_future(
-            self._respond(call, scope["path"], headers, body, f"{peer[0]}:{peer[1]}")
+            self._respond(call, scope["path"], headers, admitted, content, peer_text)
         )
         disconnected = asyncio.ensure_future(_disconnect(receive))
         try:
@@ -121,33 +133,24 @@ class GrpcWebTransport:
                 await responder
             with contextlib.suppress(asyncio.CancelledError):
                 await disconnected
+            body.release()
 
-    async def _read_body(self, receive: Receive, content_length: str | None = None) -> bytes | None:
-        """The whole request body, or None once it exceeds the message limit (4 MiB by default).
-        A disconnect before the body's end, or a body shorter than its content-length, raises
-        `_BodyCutShort`: a request cut off mid-body is never executed."""
-        chunks: list[bytes] = []
-        size = 0
-        limit = self._max_message_bytes * 4 // 3 + 64  # text mode inflates by 4/3
-        too_big = False
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _BodyCutShort
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                too_big = True
-                chunks.clear()
-            elif not too_big:
-                chunks.append(chunk)
-            if not message.get("more_body", False):
-                if content_length is not None and content_length.isdigit() and size < int(content_length):
-                    raise _BodyCutShort
-                return None if too_big else b"".join(chunks)
+    def _admit(self, headers: dict[str, str], peer: str) -> Caller | DomainError:
+        """The caller, or the error that answers the call (its body is then never read). Headers
+        are the call's metadata, exactly as gRPC clients send them on the gRPC port."""
+        try:
+            return self._admission.admit(headers, lambda: peer)
+        except DomainError as error:
+            return error
 
     async def _respond(
-        self, call: _Call, path: str, headers: dict[str, str], body: bytes | None, peer: str
+        self,
+        call: _Call,
+        path: str,
+        headers: dict[str, str],
+        admitted: Caller | DomainError | None,
+        body: bytes | DomainError,
+        peer: str,
     ) -> None:
         """Run the call under its method's CallObserver (metrics, access line, span), as on the gRPC
         port; a call cancelled by its client's disconnect is observed as CANCELLED."""
@@ -160,7 +163,7 @@ class GrpcWebTransport:
         call.request_id = record.request_id
         code = grpc.StatusCode.CANCELLED
         try:
-            status = await self._run(call, method, observer.metrics, headers, body, peer)
+            status = await self._run(call, method, observer.metrics, headers, admitted, body)
             code = grpc_code(status.code)
             await call.finish(status)
         finally:
@@ -172,8 +175,8 @@ class GrpcWebTransport:
         method: Method,
         metrics: MethodMetrics,
         headers: dict[str, str],
-        body: bytes | None,
-        peer: str = "",
+        admitted: Caller | DomainError | None,
+        body: bytes | DomainError,
     ) -> status_pb2.Status:
         """Admit and run the call, streaming its replies; returns the status that ends it."""
         try:
@@ -183,15 +186,16 @@ class GrpcWebTransport:
                 return status_pb2.Status(
                     code=Code.UNIMPLEMENTED, message="compressed requests are not supported"
                 )
-            if body is None:
-                raise ResourceExhausted(f"the request is larger than {self._max_message_bytes} bytes")
+            if not isinstance(admitted, Caller):
+                raise admitted or Unavailable("the call was not admitted")
+            if isinstance(body, DomainError):
+                raise body
+            caller = admitted
             payloads = self._payloads(call.mode, body)
             for _ in payloads:
                 metrics.received()
             if not method.client_streams and len(payloads) != 1:
                 raise InvalidArgument.field("request", "expected exactly one request message")
-            # Headers are the call's metadata, exactly as gRPC clients send them on the gRPC port.
-            caller = self._admission.admit(headers, lambda: peer)
             release = self._admission.open_stream(caller) if method.is_stream else None
             try:
                 if method.server_streams:
