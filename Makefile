@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 UV := $(BIN)/uv
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint check fmt proto proto-check bench clean web lock lock-runtime
+.PHONY: install run test lint check fmt proto proto-check bench soak clean web lock lock-runtime
 
 # The board (web/) is built when Node.js and npm are present; without them the server says so at /.
 WEB_BUILD := web/dist/index.html
@@ -59,6 +59,11 @@ proto-check: install
 # The full benchmark (see docs/performance.md); `make bench ARGS=--quick` for the short one.
 bench: install
 	$(BIN)/taskservice bench $(ARGS)
+
+# A long mixed-load run with dropping watchers and faults (docs/operations.md, "Soak"):
+# `make soak ARGS="--store postgres --private-postgres"`; CI runs `--duration 60s` (tests/test_soak.py).
+soak: install
+	$(BIN)/taskservice soak $(ARGS)
 
 # requirements.lock: everything for development and CI; requirements-runtime.lock: only what the
 # server needs (no extras), pinned to the same versions, for the Docker image.

@@ -245,3 +245,57 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@cli.command()
+@click.option("--duration", default="30m", show_default=True, help="how long the load runs: 60s, 30m, 1h")
+@click.option("--store", type=click.Choice(("sqlite", "postgres")), default="sqlite", show_default=True)
+@click.option(
+    "--postgres",
+    envvar="TASKSERVICE_SOAK_POSTGRES",
+    default="postgresql://postgres@127.0.0.1:5432/postgres",
+    show_default=True,
+    help="an administrative connection where the soak creates and drops its database (never restarted)",
+)
+@click.option(
+    "--private-postgres",
+    is_flag=True,
+    help="run an own PostgreSQL cluster in a temporary folder instead, and restart it at 70% of the run",
+)
+@click.option("--rate", default=100.0, show_default=True, help="operations per second, all users together")
+@click.option("--users", default=8, show_default=True)
+@click.option("--watchers", default=200, show_default=True, help="watch streams that drop and resume")
+@click.option(
+    "--out-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("soak-results"),
+    show_default=True,
+    help="where soak.json and soak.png go",
+)
+def soak(
+    duration: str,
+    store: str,
+    postgres: str,
+    private_postgres: bool,
+    rate: float,
+    users: int,
+    watchers: int,
+    out_dir: Path,
+) -> None:
+    """Mixed load with dropping watchers and (on PostgreSQL) faults, then check that nothing was lost,
+    every watcher's history is whole, memory and file descriptors stayed flat (docs/operations.md)."""
+    from taskservice.bench.soak import SoakConfig
+    from taskservice.bench.soak import soak as run_soak
+
+    config = SoakConfig(
+        duration_s=_duration(duration),
+        store=store,
+        postgres_url=postgres,
+        private_postgres=private_postgres,
+        rate=rate,
+        users=users,
+        watchers=watchers,
+        out_dir=out_dir,
+    )
+    if not run_soak(config, click.echo)["passed"]:
+        raise click.ClickException("the soak found problems (see the checks above)")
