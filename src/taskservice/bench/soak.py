@@ -493,11 +493,12 @@ class Soak:
     # -- checks --------------------------------------------------------------------------------
 
     def stored(self) -> tuple[dict[str, tuple[int, str]], list[tuple[int, int, str, int, str]]]:
-        """Tasks (id → version, title) and the event log (sequence, type, id, version, label)."""
+        """Live tasks (id → version, title; a deleted task in the trash is not live) and the event
+        log (sequence, type, id, version, label)."""
         if self.sqlite_path is not None:
             db = sqlite3.connect(f"file:{self.sqlite_path}?mode=ro", uri=True)
             try:
-                task_rows = db.execute("SELECT body FROM tasks").fetchall()
+                task_rows = db.execute("SELECT body FROM tasks WHERE deleted_us = 0").fetchall()
                 event_rows = db.execute(
                     "SELECT sequence, event_type, task FROM events ORDER BY sequence"
                 ).fetchall()
@@ -518,7 +519,7 @@ class Soak:
     async def _pg_rows(self) -> tuple[list[Any], list[Any]]:
         conn = await asyncpg.connect(self.database_url, timeout=10)
         try:
-            tasks = await conn.fetch("SELECT body FROM tasks")
+            tasks = await conn.fetch("SELECT body FROM tasks WHERE deleted_us = 0")
             events = await conn.fetch("SELECT sequence, event_type, task FROM events ORDER BY sequence")
             return [tuple(r) for r in tasks], [tuple(r) for r in events]
         finally:
