@@ -128,6 +128,12 @@ class DeadlineExceeded(DomainError):
     code = Code.DEADLINE_EXCEEDED
 
 
+class Unimplemented(DomainError):
+    """A method, or a feature of a protocol, this server does not offer."""
+
+    code = Code.UNIMPLEMENTED
+
+
 class OutOfRange(DomainError):
     code = Code.OUT_OF_RANGE
 

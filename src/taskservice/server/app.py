@@ -37,11 +37,11 @@ from taskservice.telemetry import metrics, tracing
 from taskservice.telemetry.accesslog import access_log
 from taskservice.transport import grpc as grpc_transport
 from taskservice.transport import http
+from taskservice.transport.body import BodyBudget, BodyLimits
 from taskservice.transport.calls import Calls
 from taskservice.transport.connect import ConnectTransport
 from taskservice.transport.grpc_telemetry import Telemetry
 from taskservice.transport.grpcweb import GrpcWebTransport
-from taskservice.transport.grpcweb.body import BodyBudget
 from taskservice.transport.methods import API_SERVICES, task_service_methods, webhook_service_methods
 from taskservice.transport.openapi import document as openapi_document
 from taskservice.transport.rest import RestTransport
@@ -194,24 +194,24 @@ async def start(settings: Settings, reuse_port: bool = False) -> Server:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     readiness = Readiness(store, health_servicer, shutdown, ("", *services))
     metrics.watch_window(window)
+    body_budget = BodyBudget(settings.http_body_budget_bytes)  # one for every protocol on the port
     grpc_web = GrpcWebTransport(
         api,
         admission,
         shutdown,
         settings.max_message_bytes,
         tracer=tracer,
-        body_budget=BodyBudget(settings.http_body_budget_bytes),
+        body_budget=body_budget,
         body_timeout_s=settings.http_body_timeout,
     )
     calls = Calls(api, admission, shutdown, tracer=tracer)
+    bodies = BodyLimits(body_budget, settings.max_message_bytes, settings.http_body_timeout)
     app = http.build_app(
         shutdown,
         readiness,
         grpc_web=grpc_web,
-        connect=ConnectTransport(calls, settings.max_message_bytes),
-        rest=RestTransport(
-            calls, API_SERVICES, settings.max_message_bytes, sse_heartbeat=settings.sse_heartbeat
-        ),
+        connect=ConnectTransport(calls, bodies),
+        rest=RestTransport(calls, API_SERVICES, bodies, sse_heartbeat=settings.sse_heartbeat),
         rpc_prefixes=[f"/{service.full_name}/" for service in API_SERVICES],
         openapi=openapi_document(API_SERVICES, api),
         cors_origins=settings.cors_origins,

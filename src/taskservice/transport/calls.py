@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 import math
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import grpc
@@ -23,7 +23,14 @@ from google.protobuf.message import Message
 
 from taskservice.access.admission import Admission
 from taskservice.access.caller import Caller
-from taskservice.domain.errors import Code, DomainError, Internal, ResourceExhausted, Unavailable
+from taskservice.domain.errors import (
+    Code,
+    DeadlineExceeded,
+    DomainError,
+    Internal,
+    ResourceExhausted,
+    Unavailable,
+)
 from taskservice.telemetry.metrics import MethodMetrics
 from taskservice.telemetry.observability import CallObserver
 from taskservice.transport.methods import Method, Reply
@@ -53,12 +60,8 @@ HTTP_STATUS: Mapping[int, int] = {
 }
 
 
-class DeadlineExceeded(DomainError):
-    code = Code.DEADLINE_EXCEEDED
-
-
-class Unimplemented(DomainError):
-    code = Code.UNIMPLEMENTED
+# A request message, or how to read it once the caller is admitted (a body not yet received).
+Request = Message | Callable[[], Awaitable[Message]]
 
 
 def to_json(message: Message) -> bytes:
@@ -109,14 +112,18 @@ class Calls:
         self,
         method: Method,
         headers: Mapping[str, str],
-        request: Message,
+        request: Request,
         *,
         peer: str,
         timeout: float | None = None,  # noqa: ASYNC109 - the client's deadline, from its header
         on_begin: Callable[[str], None] | None = None,
     ) -> Reply:
-        """The reply of a unary call; raises the DomainError that ended it. `timeout` in seconds."""
+        """The reply of a unary call; raises the DomainError that ended it. `timeout` in seconds.
+        A `request` given as a coroutine function is read only once the caller is admitted, within
+        their receive slots: a body is never buffered for a caller without a valid token."""
         async with self._admitted(method, headers, peer, on_begin) as (caller, metrics):
+            if not isinstance(request, Message):
+                request = await self._admission.receiving.receive(caller, request)
             try:
                 async with asyncio.timeout(timeout):
                     reply: Reply = await method.call(caller, request)

@@ -21,6 +21,7 @@ import base64
 import contextlib
 import json
 import struct
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -29,10 +30,10 @@ from google.protobuf import descriptor_pb2, json_format
 from google.protobuf.message import DecodeError, Message
 from starlette.types import Receive, Scope, Send
 
-from taskservice.domain.errors import DomainError, InvalidArgument, ResourceExhausted
+from taskservice.domain.errors import DomainError, InvalidArgument, Unimplemented
+from taskservice.transport.body import BodyCutShort, BodyLimits, until_disconnect
 from taskservice.transport.calls import (
     Calls,
-    Unimplemented,
     http_headers,
     http_status,
     peer_of,
@@ -109,9 +110,9 @@ def error_json(error: DomainError) -> dict[str, Any]:
 class ConnectTransport:
     """ASGI app answering the Connect protocol for the API table's unary and server-stream methods."""
 
-    def __init__(self, calls: Calls, max_message_bytes: int) -> None:
+    def __init__(self, calls: Calls, bodies: BodyLimits) -> None:
         self._calls = calls
-        self._max_bytes = max_message_bytes
+        self._bodies = bodies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = http_headers(scope)
@@ -128,14 +129,19 @@ class ConnectTransport:
                 )
             elif content_type in UNARY_TYPES:
                 codec = Codec(content_type == "application/json")
-                body = await _read(receive, self._max_bytes)
-                await self._unary(scope, send, method, headers, codec, body)
+                async with self._bodies.body() as body:
+                    length = headers.get("content-length")
+                    await self._unary(
+                        scope, send, method, headers, codec, lambda: body.content(receive, length)
+                    )
             else:
                 await _plain(
                     send, 415, "expected application/json, application/proto or application/connect+…\n"
                 )
         except DomainError as error:  # before the call began: the request could not be read
             await _unary_error(send, error, "")
+        except BodyCutShort:
+            return  # the client left before its request was whole: nothing of it ran
 
     async def _get(self, scope: Scope, method: Method | None, headers: dict[str, str], send: Send) -> None:
         if method is not None and not _side_effect_free(method):
@@ -155,7 +161,11 @@ class ConnectTransport:
                 raise InvalidArgument.field("message", "is not valid base64") from None
         else:
             data = message.encode()
-        await self._unary(scope, send, method, headers, Codec(encoding == "json"), data)
+
+        async def query_message() -> bytes:
+            return data
+
+        await self._unary(scope, send, method, headers, Codec(encoding == "json"), query_message)
 
     async def _unary(
         self,
@@ -164,8 +174,10 @@ class ConnectTransport:
         method: Method | None,
         headers: dict[str, str],
         codec: Codec,
-        body: bytes,
+        read: Callable[[], Awaitable[bytes]],
     ) -> None:
+        """Answer a unary call; `read` gives the request's bytes, asked for only once the caller is
+        admitted."""
         request_id = ""
 
         def began(value: str) -> None:
@@ -176,7 +188,11 @@ class ConnectTransport:
             method = self._unary_method(scope["path"], method)
             if headers.get("content-encoding", "identity") != "identity":
                 raise Unimplemented("compressed requests are not supported")
-            request = codec.decode(body, method.request_type)
+            request_type = method.request_type
+
+            async def request() -> Message:
+                return codec.decode(await read(), request_type)
+
             reply = await self._calls.unary(
                 method, headers, request, peer=peer_of(scope), timeout=_timeout(headers), on_begin=began
             )
@@ -207,10 +223,11 @@ class ConnectTransport:
     ) -> None:
         content_type = b"application/connect+json" if codec.json else b"application/connect+proto"
         unreadable: DomainError | None = None
-        try:
-            body = await _read(receive, self._max_bytes)  # before anything else listens for a disconnect
-        except DomainError as error:
-            body, unreadable = b"", error
+        async with self._bodies.body() as reading:
+            try:  # read whole before anything else listens for a disconnect
+                body = await reading.content(receive, headers.get("content-length"))
+            except DomainError as error:
+                body, unreadable = b"", error
         started = False
         request_id = ""
 
@@ -252,7 +269,7 @@ class ConnectTransport:
                 return {"error": error_json(error)}
 
         responder = asyncio.ensure_future(respond())
-        disconnected = asyncio.ensure_future(_disconnect(receive)) if method is not None else None
+        disconnected = asyncio.ensure_future(until_disconnect(receive)) if method is not None else None
         try:
             waiting = {responder} if disconnected is None else {responder, disconnected}
             await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
@@ -299,29 +316,6 @@ def _single_envelope(body: bytes) -> bytes:
     if len(body) != 5 + length:
         raise InvalidArgument.field("body", "expected exactly one enveloped request message")
     return body[5:]
-
-
-async def _read(receive: Receive, limit: int) -> bytes:
-    """The whole request body; RESOURCE_EXHAUSTED past `limit` bytes."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise ResourceExhausted(f"the request is larger than {limit} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
-async def _disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
 
 
 def _request_id_header(request_id: str) -> list[tuple[bytes, bytes]]:

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -38,10 +38,10 @@ from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 from starlette.types import Receive, Scope, Send
 
-from taskservice.domain.errors import Code, DomainError, InvalidArgument, ResourceExhausted
+from taskservice.domain.errors import Code, DomainError, InvalidArgument, Unimplemented
+from taskservice.transport.body import BodyCutShort, BodyLimits, until_disconnect
 from taskservice.transport.calls import (
     Calls,
-    Unimplemented,
     http_headers,
     http_status,
     peer_of,
@@ -124,13 +124,13 @@ class RestTransport:
         self,
         calls: Calls,
         services: Sequence[ServiceDescriptor],
-        max_message_bytes: int,
+        bodies: BodyLimits,
         *,
         sse_heartbeat: float = 15.0,
     ) -> None:
         self._calls = calls
         self._routes = routes(services)
-        self._max_bytes = max_message_bytes
+        self._bodies = bodies
         self._heartbeat = sse_heartbeat
 
     @property
@@ -150,10 +150,15 @@ class RestTransport:
             if route.streams:
                 await self._sse(scope, receive, send, route, values, headers, response)
                 return
-            body = await _read(receive, self._max_bytes) if route.body else b""
-            await self._unary(scope, route, values, headers, body, response)
+            async with self._bodies.body() as body:
+                length = headers.get("content-length")
+                await self._unary(
+                    scope, route, values, headers, lambda: body.content(receive, length), response
+                )
         except DomainError as error:
             await response.error(error)
+        except BodyCutShort:
+            return  # the client left before its request was whole: nothing of it ran
 
     def _match(self, verb: str, path: str) -> tuple[Route, list[str]]:
         allowed: set[str] = set()
@@ -174,13 +179,20 @@ class RestTransport:
         route: Route,
         values: list[str],
         headers: dict[str, str],
-        body: bytes,
+        read: Callable[[], Awaitable[bytes]],
         response: _Response,
     ) -> None:
+        """Answer a unary route; its body (`read`) is received only once the caller is admitted."""
         method = self._method(route)
-        request = _request(route, values, scope, body)
-        _apply_headers(request, headers)
-        response.precondition = "if-match" in headers and _has_field(request, "expected_version")
+        response.precondition = "if-match" in headers and _has_field(
+            method.request_type(), "expected_version"
+        )
+
+        async def request() -> Message:
+            message = _request(route, values, scope, await read() if route.body else b"")
+            _apply_headers(message, headers)
+            return message
+
         reply = await self._calls.unary(
             method, headers, request, peer=peer_of(scope), on_begin=response.began
         )
@@ -223,7 +235,7 @@ class RestTransport:
                 await queue.put(error)
 
         pumping = asyncio.ensure_future(pump())
-        disconnected = asyncio.ensure_future(_disconnect(receive))
+        disconnected = asyncio.ensure_future(until_disconnect(receive))
         shutdown = asyncio.ensure_future(self._calls.shutdown.wait())
         try:
             first: Reply | DomainError | str | None = "idle"
@@ -431,28 +443,6 @@ def _has_field(message: Message, name: str) -> bool:
 
 def _decoded(reply: Reply, method: Method) -> Message:
     return method.response_type.FromString(reply) if isinstance(reply, bytes) else reply
-
-
-async def _read(receive: Receive, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise ResourceExhausted(f"the request is larger than {limit} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
-async def _disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
 
 
 # -- responses -----------------------------------------------------------------------------------

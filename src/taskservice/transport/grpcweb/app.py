@@ -28,7 +28,7 @@ from taskservice.access.caller import Caller
 from taskservice.domain.errors import Code, DomainError, InvalidArgument, ResourceExhausted, Unavailable
 from taskservice.telemetry.metrics import MethodMetrics
 from taskservice.telemetry.observability import REQUEST_ID_HEADER, CallObserver
-from taskservice.transport.grpcweb.body import DEFAULT_TIMEOUT_S, Body, BodyBudget, BodyCutShort
+from taskservice.transport.body import DEFAULT_TIMEOUT_S, Body, BodyBudget, BodyCutShort, until_disconnect
 from taskservice.transport.grpcweb.framing import (
     COMPRESSED_FLAG,
     TRAILER_FLAG,
@@ -122,7 +122,7 @@ class GrpcWebTransport:
         responder = asyncio.ensure_future(
             self._respond(call, scope["path"], headers, admitted, content, peer_text)
         )
-        disconnected = asyncio.ensure_future(_disconnect(receive))
+        disconnected = asyncio.ensure_future(until_disconnect(receive))
         try:
             await asyncio.wait({responder, disconnected}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -262,11 +262,6 @@ async def _errors_in_place(
             yield _parse(request_type, payload)
         except InvalidArgument as error:
             yield error
-
-
-async def _disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
 
 
 class _Call:

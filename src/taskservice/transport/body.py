@@ -1,4 +1,5 @@
-"""Reading gRPC-Web request bodies within bounds.
+"""Reading request bodies on the HTTP port within bounds, for every protocol served there
+(gRPC-Web, Connect, REST).
 
 A body is read only for an admitted caller (a request without a valid token is answered before a
 byte of its body is read), within the caller's receive slots (access/receiving.py, shared with the
@@ -10,6 +11,8 @@ does not fit is refused at once with RESOURCE_EXHAUSTED rather than waiting for 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from starlette.types import Receive
@@ -84,6 +87,38 @@ class Body:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
+    async def content(self, receive: Receive, content_length: str | None = None) -> bytes:
+        """The whole body; raises the DomainError that answers the call instead (or BodyCutShort)."""
+        body = await self.read(receive, content_length)
+        if isinstance(body, DomainError):
+            raise body
+        return body
+
     def release(self) -> None:
         self._budget.give(self._held)
         self._held = 0
+
+
+@dataclass(frozen=True)
+class BodyLimits:
+    """The HTTP port's limits on request bodies: one budget shared by every protocol on the port,
+    each body's size limit and its time limit."""
+
+    budget: BodyBudget = field(default_factory=BodyBudget)
+    max_bytes: int = 4 * 1024 * 1024
+    timeout_s: float = DEFAULT_TIMEOUT_S
+
+    @contextlib.asynccontextmanager
+    async def body(self) -> AsyncIterator[Body]:
+        """A body to read under these limits; its bytes go back to the budget when the call ends."""
+        body = Body(self.budget, self.max_bytes, self.timeout_s)
+        try:
+            yield body
+        finally:
+            body.release()
+
+
+async def until_disconnect(receive: Receive) -> None:
+    """Return when the client disconnects (read only after the request body is whole)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
