@@ -7,7 +7,7 @@ import type { TaskClient } from "./api";
 import type { CardActions } from "./card";
 import { Column, type ColumnBoard } from "./column";
 import { enableDragAndDrop } from "./dragdrop";
-import { type Filters, watchRequest } from "./filters";
+import { type Filters, NO_FILTERS, watchRequest } from "./filters";
 import { COLUMNS } from "./format";
 import { EventType, type Task, type TaskEvent, type TaskStatus } from "./gen/taskservice/task_service_pb";
 import { type ConnectionState, LiveWatch } from "./live";
@@ -20,6 +20,9 @@ export interface BoardHandlers {
   addSubtask(parent: Task): void;
   /** A live event arrived (a project shared with the caller may have come with it). */
   changed(): void;
+  /** The server refused the filters (a search it cannot read: its message names the column), or
+   * took them (an empty string); a refused search leaves the board showing what it showed. */
+  refused(message: string): void;
 }
 
 const REPLAY_MAX = 5000; // recent events kept to bring a freshly loaded page up to date
@@ -28,7 +31,7 @@ const LOCAL_MAX = 1000;
 export class Board {
   readonly columns: Column[];
   private live: LiveWatch | null = null;
-  private filters: Filters = { projectId: "", priority: 0, label: "", assignee: "" };
+  private filters: Filters = NO_FILTERS;
   private childIndex: Map<string, Task[]> | null = null;
   private generation = 0;
   private recent: TaskEvent[] = [];
@@ -62,27 +65,40 @@ export class Board {
     return this.filters;
   }
 
-  /** Load every column's first page under `filters`, then follow the changes from there. */
+  /** Load every column's first page under `filters`, then follow the changes from there. Until
+   * every page is in, the columns keep what they show (and follow it), so filters the server
+   * refuses change nothing. */
   async show(filters: Filters): Promise<void> {
     const generation = ++this.generation;
-    this.filters = filters;
-    this.live?.stop();
-    this.live = null;
-    this.recent = [];
+    for (const column of this.columns) column.busy(true);
+    let pages;
     try {
-      await Promise.all(this.columns.map((column) => column.load(filters)));
+      pages = await Promise.all(this.columns.map((column) => column.firstPage(filters)));
     } catch (error) {
       if (generation !== this.generation) return;
+      for (const column of this.columns) column.busy(column.sequence < 0);
       const err = ConnectError.from(error);
+      if (err.code === Code.InvalidArgument) {
+        this.on.refused(err.rawMessage);
+        return;
+      }
       if (err.code === Code.Unauthenticated || err.code === Code.PermissionDenied) {
         this.on.state("signed-out", err.rawMessage);
         return;
       }
       this.on.state("reconnecting", err.rawMessage);
-      window.setTimeout(() => void this.show(this.filters), 1000);
+      window.setTimeout(() => {
+        if (generation === this.generation) void this.show(filters);
+      }, 1000);
       return;
     }
     if (generation !== this.generation) return;
+    this.on.refused("");
+    this.filters = filters;
+    this.live?.stop();
+    this.live = null;
+    this.recent = [];
+    this.columns.forEach((column, i) => column.show(filters, pages[i]));
     this.changedTasks(true);
     // Which filters the columns show now (for tests and styles): `priority=0&label=…&assignee=…`.
     this.root.dataset.filters = new URLSearchParams(Object.entries(filters).map(([k, v]) => [k, String(v)])).toString();
@@ -136,7 +152,7 @@ export class Board {
     const focused = (document.activeElement as HTMLElement | null)?.closest<HTMLElement>("[data-task-id]");
     const hadFocus = focused?.dataset.taskId === id;
     const guess: Task = { ...before, status };
-    for (const column of this.columns) column.applyLocal(guess, before);
+    for (const column of this.columns) column.applyLocal(guess, before, true);
     this.setPending(id, true);
     if (hadFocus) this.focusCard(id, status);
     try {
@@ -199,9 +215,11 @@ export class Board {
     if (subtask) for (const column of this.columns) column.draw();
   }
 
-  private replay(column: Column, after: bigint, ids: Set<string>): void {
+  private replay(column: Column, after: bigint, ids: Set<string> | null): void {
     for (const event of this.recent) {
-      if (event.sequence > after && event.task && ids.has(event.task.id)) column.apply(event, false);
+      if (event.sequence <= after || !event.task) continue;
+      if (ids === null) column.apply(event);
+      else if (ids.has(event.task.id)) column.apply(event, false);
     }
   }
 }

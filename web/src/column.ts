@@ -1,24 +1,37 @@
 // One board column: a ListTasks page of its status, more pages on scroll, and live events applied
 // to what is loaded. Its count is the server's total_count, kept exact from events; when an event
 // cannot tell whether a task was in the column before (an update to a task beyond the loaded
-// pages), the column asks the server again and adds the certain changes that came after.
+// pages), the column asks the server again and adds the certain changes that came after. While a
+// search is on, whether a changed task belongs is the server's to say: the column then lists its
+// loaded range again (debounced, one request at a time) and replays the events that came after.
 
 import type { TaskClient } from "./api";
 import { card, type CardActions } from "./card";
 import { h } from "./dom";
-import { type Filters, compareTasks, listRequest, matches } from "./filters";
-import { EventType, type Task, type TaskEvent, type TaskStatus } from "./gen/taskservice/task_service_pb";
+import { type Filters, NO_FILTERS, compareTasks, listRequest, matches } from "./filters";
+import {
+  EventType,
+  type ListTasksResponse,
+  type Task,
+  type TaskEvent,
+  type TaskStatus,
+} from "./gen/taskservice/task_service_pb";
 import { VirtualList } from "./virtual-list";
 
 export const FIRST_PAGE = 50;
 const NEXT_PAGE = 100;
 const RECOUNT_AFTER_MS = 300;
 const RECENT_MAX = 2000;
+const RESYNC_AFTER_MS = 150;
+const RESYNC_RETRY_MS = 1000;
+/** The most a resync lists at once: the server's largest page. */
+const RESYNC_MAX = 1000;
 
 /** What a column asks of the board it is on. */
 export interface ColumnBoard {
-  /** Apply the recent events after `after` to the tasks `ids` that a later page just brought. */
-  replay(column: Column, after: bigint, ids: Set<string>): void;
+  /** Apply the recent events after `after` to the tasks `ids` that a later page just brought, or,
+   * with `ids` null, every one of them, counted (the column's pages were just listed again). */
+  replay(column: Column, after: bigint, ids: Set<string> | null): void;
   /** The loaded subtasks of `task`, shown on its card. */
   children(task: Task): readonly Task[];
   /** A subtask whose parent is loaded on the board is shown on the parent's card, not as a card. */
@@ -38,13 +51,15 @@ export class Column {
   private nextToken = "";
   /** The last task the pages loaded so far reach (the keyset position of `nextToken`). */
   private rangeEnd: Task | null = null;
-  private filters: Filters = { projectId: "", priority: 0, label: "", assignee: "" };
+  private filters: Filters = NO_FILTERS;
   private loading: Promise<void> | null = null;
   private generation = 0;
   private pending = new Set<string>();
   private countAsOf = -1n;
   private recent: Array<{ sequence: bigint; delta: Delta }> = [];
   private recountTimer: number | undefined;
+  private resyncTimer: number | undefined;
+  private resyncing = false;
   private readonly countText: HTMLElement;
   private readonly empty: HTMLElement;
 
@@ -91,6 +106,7 @@ export class Column {
   destroy(): void {
     this.generation++;
     window.clearTimeout(this.recountTimer);
+    window.clearTimeout(this.resyncTimer);
     this.list.destroy();
   }
 
@@ -102,13 +118,24 @@ export class Column {
     return this.tasks.find((task) => task.id === id);
   }
 
-  /** Load the first page under `filters`, replacing everything loaded before. */
-  async load(filters: Filters): Promise<void> {
-    const generation = ++this.generation;
+  /** Say whether the column is loading (assistive technology then waits for it). */
+  busy(loading: boolean): void {
+    this.element.setAttribute("aria-busy", String(loading));
+    this.draw();
+  }
+
+  /** The first page under `filters`, not shown yet (a refused search leaves the column as it is). */
+  firstPage(filters: Filters, size = FIRST_PAGE): Promise<ListTasksResponse> {
+    return this.client.listTasks(listRequest(filters, this.status, size));
+  }
+
+  /** Show `page`, the first page under `filters`, replacing everything loaded before. */
+  show(filters: Filters, page: ListTasksResponse): void {
+    this.generation++;
     this.filters = filters;
-    this.element.setAttribute("aria-busy", "true");
-    const page = await this.client.listTasks(listRequest(filters, this.status, FIRST_PAGE));
-    if (generation !== this.generation) return;
+    window.clearTimeout(this.recountTimer);
+    window.clearTimeout(this.resyncTimer);
+    this.recountTimer = this.resyncTimer = undefined;
     this.sequence = this.countAsOf = page.sequence;
     this.tasks = page.tasks;
     this.total = page.totalCount;
@@ -156,10 +183,20 @@ export class Column {
       return;
     }
     const inRange = this.inRange(task);
-    const fits = event.eventType !== EventType.DELETED && matches(task, this.filters, this.status);
+    const verdict = event.eventType === EventType.DELETED ? false : matches(task, this.filters, this.status);
+    const was = event.eventType === EventType.DELETED ? matches(task, this.filters, this.status) : false;
+    if (verdict === null || (was === null && !current)) {
+      // Only the server can tell whether it belongs (a search is on): a loaded card shows the new
+      // version until the column's pages are listed again; a task not shown waits for them.
+      if (current) this.tasks[index] = task;
+      this.resyncSoon();
+      this.draw();
+      return;
+    }
+    const fits = verdict;
     let delta: Delta;
     if (event.eventType === EventType.DELETED) {
-      delta = current || matches(task, this.filters, this.status) ? -1 : 0;
+      delta = current || was ? -1 : 0;
     } else if (event.eventType === EventType.CREATED) {
       delta = fits ? 1 : 0;
     } else if (current) {
@@ -176,10 +213,17 @@ export class Column {
     this.draw();
   }
 
-  /** A change this board made itself (its answer, or an optimistic guess): applied at once. */
-  applyLocal(task: Task, before: Task | undefined): void {
-    const had = before !== undefined && matches(before, this.filters, this.status);
-    const fits = matches(task, this.filters, this.status);
+  /** A change this board made itself (its answer, or an optimistic guess): applied at once.
+   * `before` is the task as the board showed it (undefined: not on the board). While a search is
+   * on, a task that was on the board is taken to still match it until the server says otherwise;
+   * one that was not (a new task) is shown only once the server lists it. A `guess` (a move not
+   * answered yet) is not checked with the server: its answer will be. */
+  applyLocal(task: Task, before: Task | undefined, guess = false): void {
+    const hadVerdict = before === undefined ? false : matches(before, this.filters, this.status);
+    const fitsVerdict = matches(task, this.filters, this.status);
+    if (!guess && (hadVerdict === null || fitsVerdict === null)) this.resyncSoon();
+    const had = hadVerdict ?? true;
+    const fits = fitsVerdict ?? before !== undefined;
     const index = this.tasks.findIndex((t) => t.id === task.id);
     if (index >= 0) {
       if (fits) this.tasks[index] = task;
@@ -218,7 +262,7 @@ export class Column {
   }
 
   private scheduleRecount(): void {
-    if (this.recountTimer !== undefined) return;
+    if (this.recountTimer !== undefined || this.resyncTimer !== undefined) return;
     this.recountTimer = window.setTimeout(() => void this.recount(), RECOUNT_AFTER_MS);
   }
 
@@ -236,6 +280,36 @@ export class Column {
       if (later.some((entry) => entry.delta === null)) this.scheduleRecount();
     } catch {
       if (generation === this.generation) this.scheduleRecount();
+    }
+  }
+
+  /** List the loaded range again soon (a search is on and only the server can place a change). */
+  private resyncSoon(delay = RESYNC_AFTER_MS): void {
+    if (this.resyncTimer !== undefined) return;
+    window.clearTimeout(this.recountTimer); // the resync counts too
+    this.recountTimer = undefined;
+    this.resyncTimer = window.setTimeout(() => void this.resync(), delay);
+  }
+
+  /** The first page again, as large as what is loaded, then the events that came after it. */
+  private async resync(): Promise<void> {
+    this.resyncTimer = undefined;
+    if (this.resyncing) {
+      this.resyncSoon(); // one request at a time; ask again once it is in
+      return;
+    }
+    const generation = this.generation;
+    const size = Math.min(Math.max(this.tasks.length, FIRST_PAGE), RESYNC_MAX);
+    this.resyncing = true;
+    try {
+      const page = await this.firstPage(this.filters, size);
+      if (generation !== this.generation) return;
+      this.show(this.filters, page);
+      this.board.replay(this, page.sequence, null);
+    } catch {
+      if (generation === this.generation) this.resyncSoon(RESYNC_RETRY_MS);
+    } finally {
+      this.resyncing = false;
     }
   }
 

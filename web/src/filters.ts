@@ -1,7 +1,10 @@
 // What the board shows: the filter form's values, the ListTasks / WatchTasks requests they make,
-// and the same test on one task, so a live event lands in the column whose query it matches.
+// and the same test on one task, so a live event lands in the column whose query it matches. The
+// search box's text goes to the server as it is (search.ts): only the server can tell whether a
+// task matches a filter expression or full-text words, so then the test answers "ask the server".
 
 import type { MessageInitShape } from "@bufbuild/protobuf";
+import { searchFields } from "./search";
 import {
   type ListTasksRequestSchema,
   type Task,
@@ -14,12 +17,19 @@ export interface Filters {
   priority: number;
   label: string;
   assignee: string;
+  /** The search box as the server reads it: an AIP-160 `filter`, or full-text `query` words. */
+  filter: string;
+  query: string;
 }
+
+export const NO_FILTERS: Filters = { projectId: "", priority: 0, label: "", assignee: "", filter: "", query: "" };
 
 export type ListRequest = MessageInitShape<typeof ListTasksRequestSchema>;
 export type WatchRequest = MessageInitShape<typeof WatchTasksRequestSchema>;
 
-/** A column's order: newest first (an index range scan on the server at any size). */
+/** A column's order: newest first (an index range scan on the server at any size). Kept with a
+ * full-text `query` too, whose default order would be relevance: keyset pages and live inserts
+ * need an order the board can compute from a task. */
 const ORDER_BY = "created_at";
 
 /** The filter form's values, for the project `projectId` ("" for all of them). */
@@ -30,7 +40,13 @@ export function readFilters(form: HTMLFormElement, projectId: string): Filters {
     priority: Number(value("priority")) || 0,
     label: value("label"),
     assignee: value("assignee"),
+    ...searchFields(value("q")),
   };
+}
+
+/** True when the search box is in use: whether a task belongs then takes the server's answer. */
+export function searching(f: Filters): boolean {
+  return f.filter !== "" || f.query !== "";
 }
 
 /** The ListTasks request for one column's page; every filter is applied by the server. */
@@ -41,6 +57,8 @@ export function listRequest(f: Filters, status: TaskStatus, pageSize: number, pa
     priorities: f.priority ? [f.priority] : [],
     labels: f.label ? [f.label] : [],
     assignedTo: f.assignee,
+    filter: f.filter,
+    query: f.query,
     orderBy: ORDER_BY,
     descending: true,
     pageSize,
@@ -48,25 +66,27 @@ export function listRequest(f: Filters, status: TaskStatus, pageSize: number, pa
   };
 }
 
-/** The board's one watch: every column at once, narrowed by what WatchTasks can filter on. */
+/** The board's one watch: every column at once, narrowed by what WatchTasks can filter on (its
+ * `filter` too: the server then also sends the changes that took a task out of it). */
 export function watchRequest(f: Filters, afterSequence: bigint): WatchRequest {
   const labels = f.label ? [f.label] : [];
   const projectIds = f.projectId ? [f.projectId] : [];
   // A store that never logged an event (filled outside the server) lists sequence 0, which the
   // server reads as "from now": the only case where a write between list and watch could be missed.
-  return { labels, projectIds, afterSequence };
+  return { labels, projectIds, filter: f.filter, afterSequence };
 }
 
-/** The server's test for `listRequest` (store/sql.py `where`), on one task. */
-export function matches(task: Task, f: Filters, status: TaskStatus): boolean {
-  return (
+/** The server's test for `listRequest` (store/sql.py `where`), on one task: true or false when the
+ * board can tell, null when every other filter passes and only the server can judge the search. */
+export function matches(task: Task, f: Filters, status: TaskStatus): boolean | null {
+  const fixed =
     task.status === status &&
     !task.deleteTime && // in the trash
     (!f.projectId || task.projectId === f.projectId) &&
     (!f.priority || task.priority === f.priority) &&
     (!f.label || task.labels.includes(f.label)) &&
-    (!f.assignee || task.assignedTo === f.assignee)
-  );
+    (!f.assignee || task.assignedTo === f.assignee);
+  return fixed && searching(f) ? null : fixed;
 }
 
 function createdUs(task: Task): bigint {

@@ -8,6 +8,7 @@ import { Board } from "./board";
 import { byId } from "./dom";
 import { type Filters, readFilters } from "./filters";
 import { dueFromInput, dueToInput, splitLabels } from "./format";
+import { TaskHistory } from "./history";
 import {
   CreateTaskRequestSchema,
   UpdateTaskRequestSchema,
@@ -38,6 +39,8 @@ const filterForm = byId<HTMLFormElement>("filters");
 const editor = byId<HTMLDialogElement>("editor");
 const editForm = byId<HTMLFormElement>("edit-form");
 const signIn = byId("sign-in");
+const searchError = byId("search-error");
+const history = new TaskHistory(client, byId("editor").querySelector<HTMLElement>(".history")!);
 let board: Board | null = null;
 const projects = new Projects(client, projectChanged, say);
 let editing: Task | null = null;
@@ -50,6 +53,12 @@ function field(form: HTMLFormElement, name: string): HTMLInputElement {
 function say(message: string): void {
   notice.textContent = message;
   notice.hidden = !message;
+}
+
+/** The server's answer to the search box: its message when it refused the search ("" when not). */
+function searchRefused(message: string): void {
+  searchError.textContent = message ? `Search not applied: ${message}` : "";
+  field(filterForm, "q").setAttribute("aria-invalid", String(message !== ""));
 }
 
 function explain(error: unknown): string {
@@ -79,6 +88,7 @@ function openEditor(task: Task): void {
   field(editForm, "assignee").value = task.assignedTo;
   field(editForm, "due").value = dueToInput(task);
   editForm.querySelector(".editor-error")!.textContent = "";
+  history.show(task.id);
   if (!editor.open) editor.showModal();
 }
 
@@ -188,6 +198,7 @@ function startBoard(): void {
     edit: openEditor,
     addSubtask: (parent) => void addSubtask(parent),
     changed: () => projects.refreshSoon(), // a task of a project this board does not list yet
+    refused: searchRefused,
   });
   showState("connecting");
   projects.start();
