@@ -121,7 +121,7 @@ def test_a_bad_filter_shows_the_servers_error_and_keeps_the_board(open_page: Any
     error = page.get_by_test_id("search-error")
     expect(error).to_contain_text("at column 10")
     expect(error).to_contain_text("PURPLE")
-    expect(error).to_have_attribute("role", "alert")
+    expect(error).to_have_attribute("aria-live", "polite")
     expect(box).to_have_attribute("aria-invalid", "true")
     # The board keeps the last search it could show, and stays live under it.
     expect(page.locator("#columns")).to_have_attribute("data-filters", re.compile("query=second"))
@@ -184,7 +184,8 @@ def test_the_editor_shows_the_tasks_history(open_page: Any, board: Board) -> Non
     expect(entries.nth(1)).to_contain_text("Changed")
     expect(entries.nth(1)).to_contain_text("title")
     expect(entries.nth(1)).to_contain_text("priority")
-    expect(entries.nth(1)).to_contain_text(name if board.secret else "")
+    if board.secret is not None:  # under --auth none every caller is the same admin
+        expect(entries.nth(1)).to_contain_text(f"by {name}")
 
     # A change made in the editor appears in the history the next time it is opened.
     page.get_by_test_id("edit-status").select_option(label="Done")
