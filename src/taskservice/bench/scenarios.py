@@ -1,4 +1,8 @@
-"""One bench run: start the server and the ceiling, drive both with the same load, collect rows."""
+"""One bench run: start the server and the ceiling, drive both with the same load, collect rows.
+
+Longer than most modules: one run's scenarios share its servers, load plan and rows; the load
+drivers, the ceiling, the fills, the scale and matrix scenarios and the report live apart.
+"""
 
 from __future__ import annotations
 

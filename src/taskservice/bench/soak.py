@@ -12,6 +12,9 @@ At the end, read straight from the database:
 - the server's RSS and open file descriptors grew at most 10% over the second half (judged on runs
   of 10 minutes or more: shorter ones measure the caches warming up);
 - no call ended INTERNAL or UNKNOWN.
+
+Longer than most modules: the load, the faults and the end-of-run checks share one run's state
+(acknowledged writes, watcher histories, samples); the report is its last part.
 """
 
 from __future__ import annotations

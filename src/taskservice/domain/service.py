@@ -3,6 +3,10 @@
 Transports (gRPC, gRPC-Web) authenticate the caller, hand the request message here and translate
 what comes back; stores persist. Validation, access, versioning, idempotency and events are decided
 in this module and nowhere else.
+
+Longer than most modules: every task use case is here by design (the one place for the rules);
+projects (projects.py), placement, visibility, watching, filters and validation live in modules of
+their own.
 """
 
 from __future__ import annotations

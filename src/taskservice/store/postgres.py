@@ -12,6 +12,10 @@ exceptions (08), operator intervention such as an admin shutdown (57P), insuffic
 system errors (58), and any failure to get a connection (a database that refuses connections
 answers 55000) surface as `Unavailable`; the pool and the listener reconnect on their own.
 Internal errors (XX: a damaged index or page) are INTERNAL and make the server not ready.
+
+Longer than most modules: it is the one class that implements every TaskStore method on PostgreSQL
+(tasks, projects, history, trash), and they share the pool, the listener and the retry helpers; the
+writer (postgres_writer.py) and the SQL shared with SQLite (sql.py) already live apart.
 """
 
 from __future__ import annotations

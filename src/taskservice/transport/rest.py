@@ -18,6 +18,10 @@ Server-streaming methods (WatchTasks) are Server-Sent Events: each event's `id:`
 so `EventSource` resumes with `Last-Event-ID` (it sets `after_sequence`); comment lines keep an idle
 stream alive through proxies. EventSource cannot send headers, so these routes also take the token
 as `?access_token=`.
+
+Longer than most modules: routing, binding and the REST response conventions (ETag, errors,
+Server-Sent Events) are one adapter; what it shares with Connect (admission, observation, bodies)
+lives in calls.py and body.py.
 """
 
 from __future__ import annotations

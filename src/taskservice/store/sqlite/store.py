@@ -12,6 +12,10 @@ Big batches of plain creates (bulk chunks) are committed by a helper process (bu
 the worker thread hands it the encoded tasks and waits, without the GIL, for the commit, so the
 inserts' statements stop taking the GIL back from the event loop one by one. Nothing else is
 written meanwhile, so the order holds.
+
+Longer than most modules: it is the one class implementing every TaskStore method on SQLite; the
+writer, the bulk process, the checkpointer, the start-up checks and the SQL live in their own
+modules of this package.
 """
 
 from __future__ import annotations
