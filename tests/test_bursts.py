@@ -64,7 +64,11 @@ def test_400_concurrent_creates_on_one_fresh_channel_all_succeed(
 def test_200_concurrent_creates_per_channel_while_a_watch_is_open(
     servers: list[ServerProcess], tag: str
 ) -> None:
-    watchers = [servers[0].stub().WatchTasks(pb.WatchTasksRequest(labels=[tag]), timeout=60)]
+    # include_initial: whatever the watch's start races with, each create reaches it exactly once
+    # (in its snapshot or as a live event); initial_metadata() waits until the server has begun it.
+    request = pb.WatchTasksRequest(labels=[tag], include_initial=True)
+    watchers = [servers[0].stub().WatchTasks(request, timeout=60)]
+    watchers[0].initial_metadata()
     results: list[list[pb.Task]] = []
     failures: list[BaseException] = []
 
