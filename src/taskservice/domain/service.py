@@ -48,7 +48,7 @@ from taskservice.domain.paging import (
 from taskservice.domain.placement import Placement
 from taskservice.domain.projects import Memberships, ProjectService
 from taskservice.domain.validation import PRIORITIES, STATUSES, Checker, Limits, new_task_fields
-from taskservice.domain.values import new_task_id, now_us, timestamp_from_us
+from taskservice.domain.values import CHANGEABLE_PATHS, new_task_id, now_us, timestamp_from_us
 from taskservice.domain.visibility import Permissions, Sight
 from taskservice.domain.watching import WatchScope, WatchView
 from taskservice.store.base import CreateResult, EarlierRequest, NewTask, StoredEvent, TaskStore
@@ -56,18 +56,7 @@ from taskservice.store.base import CreateResult, EarlierRequest, NewTask, Stored
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
-UPDATE_PATHS = (
-    "title",
-    "description",
-    "status",
-    "priority",
-    "labels",
-    "assigned_to",
-    "due_date",
-    "metadata",
-    "project_id",
-    "parent_id",
-)
+UPDATE_PATHS = CHANGEABLE_PATHS  # what an update may change, as its mask's paths
 _PLACEMENT = ("project_id", "parent_id")
 _BULK_CHUNK = 500
 BATCH_ITEMS_MAX = 1_000  # BatchCreateTasks: one request message, so a bounded one (CONTRACT §5.3)
