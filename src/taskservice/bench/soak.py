@@ -1,27 +1,25 @@
 """`taskservice soak`: a long run of mixed load against real servers, with checks at the end.
 
 Several users write at a fixed rate (creates, updates, deletes, gets, lists, bulk streams and process
-streams) while hundreds of watchers follow their user's tasks, drop at random and resume with
-`after_sequence`. On PostgreSQL two replicas serve behind client-side round-robin; a replica is
-killed with SIGKILL and restarted at 40% of the run, and, when the soak runs its own PostgreSQL
-cluster, the database restarts at 70%. The shared system PostgreSQL is never restarted.
+streams), on their own tasks and, as members, on the tasks of a few shared projects, where teammates
+update and delete each other's tasks. Hundreds of watchers follow their user's label or a project,
+drop at random and resume with `after_sequence`. On PostgreSQL two replicas serve behind client-side
+round-robin; a replica is killed with SIGKILL and restarted at 40% of the run, and, when the soak
+runs its own PostgreSQL cluster, the database restarts at 70%. The shared system PostgreSQL is
+never restarted.
 
-At the end, read straight from the database:
+At the end (`bench/soak_checks.py`), read straight from the database:
 - every acknowledged write is there as acknowledged (a write whose answer was lost is not judged);
 - every watcher's history equals the event log over its span (same events, same order, once each);
 - the server's RSS and open file descriptors grew at most 10% over the second half (judged on runs
   of 10 minutes or more: shorter ones measure the caches warming up);
 - no call ended INTERNAL or UNKNOWN.
-
-Longer than most modules: the load, the faults and the end-of-run checks share one run's state
-(acknowledged writes, watcher histories, samples); the report is its last part.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import os
 import random
@@ -29,7 +27,6 @@ import secrets
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -37,7 +34,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,14 +45,12 @@ import grpc.aio
 from taskservice.access.auth import mint_token
 from taskservice.api import task_service_pb2 as pb
 from taskservice.api import task_service_pb2_grpc as rpc
+from taskservice.bench import soak_checks as checks
+from taskservice.bench.soak_checks import Expect, WatcherLog, event_key
 from taskservice.server.config import Settings
 
 FAILURES = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 _SAMPLE_EVERY_S = 2.0
-_MAX_GROWTH = 0.10
-# Growth is judged only on runs this long: the bounded caches (event window, task cache, SQLite's
-# page cache) are still filling during the first minutes, so a shorter run measures warm-up.
-JUDGE_GROWTH_AFTER_S = 600.0
 _MAX_IN_FLIGHT = 400
 # Operation mix: (name, weight).
 _MIX = (
@@ -67,6 +62,12 @@ _MIX = (
     ("bulk", 5),
     ("process", 10),
 )
+# Share of the calls made in a project (by a member) rather than in a user's own space, and of the
+# watchers that follow a project rather than their user's label.
+_PROJECT_SHARE = 0.4
+_PROJECT_WATCHERS = 0.25
+# Each project: its owner, up to this many editors and one viewer, taken from the users in turn.
+_EDITORS = 3
 
 
 @dataclass(frozen=True)
@@ -82,27 +83,17 @@ class SoakConfig:
     seed: int = 1
 
 
-@dataclass
-class _Expect:
-    version: int
-    title: str
-    deleted: bool = False
-    uncertain: bool = False  # a write on it ended without a definite answer
+@dataclass(frozen=True)
+class _Project:
+    """A shared project: its owner and editors write, its viewers read and watch."""
 
+    id: str
+    writers: tuple[str, ...]  # the owner first
+    viewers: tuple[str, ...]
 
-@dataclass
-class _WatcherLog:
-    user: str
-    start: int
-    last: int = 0
-    count: int = 0
-    resumes: int = 0
-    disorder: int = 0
-    digest: Any = field(default_factory=hashlib.sha256)
-
-
-def _event_key(sequence: int, event_type: int, task_id: str, version: int) -> bytes:
-    return f"{sequence}:{event_type}:{task_id}:{version};".encode()
+    @property
+    def members(self) -> tuple[str, ...]:
+        return self.writers + self.viewers
 
 
 def _free_port() -> int:
@@ -226,12 +217,16 @@ class Soak:
         self.sqlite_path: Path | None = None
         self.users = [f"soak-{n}" for n in range(config.users)]
         self.tokens: dict[str, str] = {}
-        self.ledger: dict[str, _Expect] = {}
+        self.projects: list[_Project] = []
+        self.ledger: dict[str, Expect] = {}
+        # Live acknowledged task ids by space: a user's name for their own tasks, else a project id.
         self.pools: dict[str, list[str]] = {user: [] for user in self.users}
         self.busy: set[str] = set()
         self.calls: list[tuple[float, str, float, str]] = []  # (at s, op, latency ms, status)
+        self.project_calls = 0
+        self.teammate_writes = 0  # updates and deletes acknowledged to a member other than the creator
         self.samples: list[tuple[float, int, int]] = []  # (at s, rss bytes, open fds)
-        self.watchers: list[_WatcherLog] = []
+        self.watchers: list[WatcherLog] = []
         self.faults: list[tuple[float, str]] = []
         self.started = 0.0
         self.stop = asyncio.Event()
@@ -300,10 +295,13 @@ class Soak:
         self.started = time.monotonic()
         async with self.channel() as channel:
             stub = rpc.TaskServiceStub(channel)
+            self.projects = await self._create_projects(stub)
+            if len(self.servers) > 1:
+                # The other replica learns of the new projects from the event log; the watchers
+                # should start on memberships every replica knows.
+                await asyncio.sleep(1.0)
             start = await self._head(stub)
-            self.watchers = [
-                _WatcherLog(self.users[n % len(self.users)], start) for n in range(self.config.watchers)
-            ]
+            self.watchers = self._plan_watchers(start)
             jobs = [asyncio.create_task(self._watch(log)) for log in self.watchers]
             jobs.append(asyncio.create_task(self._sample()))
             jobs.append(asyncio.create_task(self._faults()))
@@ -315,6 +313,36 @@ class Soak:
             for job in jobs:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await job
+
+    async def _create_projects(self, stub: rpc.TaskServiceStub) -> list[_Project]:
+        """One project per three users (at least one). Each is owned by a user, with the next users
+        in turn as editors and one viewer, so every user is in a project and most in two."""
+        projects = []
+        count = len(self.users)
+        for index in range(max(1, (count + 2) // 3)):
+            ring = [self.users[(index * 3 + k) % count] for k in range(count)]
+            writers, viewers = tuple(ring[: 1 + _EDITORS]), tuple(ring[1 + _EDITORS : 2 + _EDITORS])
+            members = [pb.ProjectMember(user=user, role=pb.PROJECT_ROLE_EDITOR) for user in writers[1:]]
+            members += [pb.ProjectMember(user=user, role=pb.PROJECT_ROLE_VIEWER) for user in viewers]
+            request = pb.CreateProjectRequest(
+                title=f"soak project {index}", members=members, request_id=uuid.uuid4().hex
+            )
+            project = await stub.CreateProject(request, metadata=self.md(writers[0]), timeout=10)
+            projects.append(_Project(project.id, writers, viewers))
+            self.pools[project.id] = []
+        return projects
+
+    def _plan_watchers(self, start: int) -> list[WatcherLog]:
+        """Label watchers over the users in turn; a share follows the projects in turn, each as
+        the next of its members (viewers too)."""
+        following = int(self.config.watchers * _PROJECT_WATCHERS) if self.projects else 0
+        labels = self.config.watchers - following
+        logs = [WatcherLog(self.users[n % len(self.users)], start) for n in range(labels)]
+        for n in range(following):
+            project = self.projects[n % len(self.projects)]
+            member = project.members[(n // len(self.projects)) % len(project.members)]
+            logs.append(WatcherLog(member, start, project.id))
+        return logs
 
     async def _head(self, stub: rpc.TaskServiceStub) -> int:
         user = self.users[0]
@@ -342,22 +370,33 @@ class Soak:
             if len(in_flight) >= _MAX_IN_FLIGHT:
                 continue  # the server is not keeping up: skip rather than pile up
             op = self.random.choices(names, weights)[0]
-            user = self.random.choice(self.users)
-            job = asyncio.create_task(self._call(stub, op, user))
+            user, space = self._caller(op)
+            job = asyncio.create_task(self._call(stub, op, user, space))
             in_flight.add(job)
             job.add_done_callback(in_flight.discard)
         await asyncio.gather(*in_flight, return_exceptions=True)
 
-    async def _call(self, stub: rpc.TaskServiceStub, op: str, user: str) -> None:
+    def _caller(self, op: str) -> tuple[str, str]:
+        """Who makes a call and where: (user, "") in the user's own space, or (member, project id),
+        a writer for a write and any member for a read."""
+        if self.projects and self.random.random() < _PROJECT_SHARE:
+            project = self.random.choice(self.projects)
+            people = project.members if op in ("get", "list") else project.writers
+            return self.random.choice(people), project.id
+        return self.random.choice(self.users), ""
+
+    async def _call(self, stub: rpc.TaskServiceStub, op: str, user: str, space: str) -> None:
         began = time.monotonic()
         status = "OK"
         task_id = ""
         if op in ("update", "delete", "get"):
-            task_id = self._pick(user)
+            task_id = self._pick(space or user)
             if not task_id:
-                op = "create"
+                op = "list" if op == "get" else "create"
+        if space:
+            self.project_calls += 1
         try:
-            await getattr(self, "_" + op)(stub, user, task_id)
+            await getattr(self, "_" + op)(stub, user, space, task_id)
         except grpc.aio.AioRpcError as error:
             status = error.code().name
             if (
@@ -376,8 +415,8 @@ class Soak:
                 self.busy.discard(task_id)
             self.calls.append((self.now(), op, (time.monotonic() - began) * 1000, status))
 
-    def _pick(self, user: str) -> str:
-        pool = self.pools[user]
+    def _pick(self, pool_name: str) -> str:
+        pool = self.pools[pool_name]
         for _ in range(5):
             if not pool:
                 return ""
@@ -387,59 +426,79 @@ class Soak:
                 return task_id
         return ""
 
-    def _remember(self, user: str, task: pb.Task) -> None:
-        self.ledger[task.id] = _Expect(task.version, task.title)
-        self.pools[user].append(task.id)
+    def _remember(self, user: str, space: str, task: pb.Task) -> None:
+        self.ledger[task.id] = Expect(task.version, task.title, user, space)
+        self.pools[space or user].append(task.id)
 
-    def _request(self, user: str, n: int = 0) -> pb.CreateTaskRequest:
+    def _acknowledged(self, user: str, expect: Expect) -> None:
+        if user != expect.creator:
+            self.teammate_writes += 1
+
+    def _request(self, user: str, space: str, n: int = 0) -> pb.CreateTaskRequest:
+        # The creator's name is the label in a project too: the creator stays a member, so their
+        # label watchers see every change to it, whoever makes it.
         return pb.CreateTaskRequest(
-            title=f"{user} {uuid.uuid4().hex[:8]} {n}", labels=[user], request_id=uuid.uuid4().hex
+            title=f"{user} {uuid.uuid4().hex[:8]} {n}",
+            labels=[user],
+            project_id=space,
+            request_id=uuid.uuid4().hex,
         )
 
-    async def _create(self, stub: rpc.TaskServiceStub, user: str, _: str) -> None:
-        self._remember(user, await stub.CreateTask(self._request(user), metadata=self.md(user), timeout=10))
+    async def _create(self, stub: rpc.TaskServiceStub, user: str, space: str, _: str) -> None:
+        task = await stub.CreateTask(self._request(user, space), metadata=self.md(user), timeout=10)
+        self._remember(user, space, task)
 
-    async def _update(self, stub: rpc.TaskServiceStub, user: str, task_id: str) -> None:
+    async def _update(self, stub: rpc.TaskServiceStub, user: str, _: str, task_id: str) -> None:
         expect = self.ledger[task_id]
         title = f"{user} updated {uuid.uuid4().hex[:8]}"
         request = pb.UpdateTaskRequest(id=task_id, title=title, expected_version=expect.version)
         task = await stub.UpdateTask(request, metadata=self.md(user), timeout=10)
         expect.version, expect.title = task.version, task.title
+        self._acknowledged(user, expect)
 
-    async def _delete(self, stub: rpc.TaskServiceStub, user: str, task_id: str) -> None:
+    async def _delete(self, stub: rpc.TaskServiceStub, user: str, space: str, task_id: str) -> None:
         await stub.DeleteTask(pb.DeleteTaskRequest(id=task_id), metadata=self.md(user), timeout=10)
-        self.ledger[task_id].deleted = True
-        self.pools[user].remove(task_id)
+        expect = self.ledger[task_id]
+        expect.deleted = True
+        self.pools[space or user].remove(task_id)
+        self._acknowledged(user, expect)
 
-    async def _get(self, stub: rpc.TaskServiceStub, user: str, task_id: str) -> None:
+    async def _get(self, stub: rpc.TaskServiceStub, user: str, _: str, task_id: str) -> None:
         await stub.GetTask(pb.GetTaskRequest(id=task_id), metadata=self.md(user), timeout=10)
 
-    async def _list(self, stub: rpc.TaskServiceStub, user: str, _: str) -> None:
-        await stub.ListTasks(
-            pb.ListTasksRequest(labels=[user], page_size=50), metadata=self.md(user), timeout=10
+    async def _list(self, stub: rpc.TaskServiceStub, user: str, space: str, _: str) -> None:
+        request = (
+            pb.ListTasksRequest(project_id=space, page_size=50)
+            if space
+            else pb.ListTasksRequest(labels=[user], page_size=50)
         )
+        await stub.ListTasks(request, metadata=self.md(user), timeout=10)
 
-    async def _bulk(self, stub: rpc.TaskServiceStub, user: str, _: str) -> None:
-        items = [self._request(user, n) for n in range(10)]
+    async def _bulk(self, stub: rpc.TaskServiceStub, user: str, space: str, _: str) -> None:
+        items = [self._request(user, space, n) for n in range(10)]
         answer = await stub.BulkCreateTasks(iter(items), metadata=self.md(user), timeout=10)
         for task in answer.tasks:
-            self._remember(user, task)
+            self._remember(user, space, task)
 
-    async def _process(self, stub: rpc.TaskServiceStub, user: str, _: str) -> None:
-        commands = [pb.TaskCommand(command_id=str(n), create=self._request(user, n)) for n in range(3)]
+    async def _process(self, stub: rpc.TaskServiceStub, user: str, space: str, _: str) -> None:
+        commands = [pb.TaskCommand(command_id=str(n), create=self._request(user, space, n)) for n in range(3)]
         call = stub.ProcessTaskStream(iter(commands), metadata=self.md(user), timeout=10)
         async for result in call:
             if result.success:
-                self._remember(user, result.task)
+                self._remember(user, space, result.task)
 
-    async def _watch(self, log: _WatcherLog) -> None:
-        """Follow the user's label; drop after a random while and resume after the last event."""
+    async def _watch(self, log: WatcherLog) -> None:
+        """Follow the user's label, or the project as a member of it; drop after a random while and
+        resume after the last event."""
         stub_channel = self.channel()
         stub = rpc.TaskServiceStub(stub_channel)
         cursor = log.start
         try:
             while not self.stop.is_set():
-                request = pb.WatchTasksRequest(labels=[log.user], after_sequence=cursor)
+                if log.project_id:
+                    request = pb.WatchTasksRequest(project_ids=[log.project_id], after_sequence=cursor)
+                else:
+                    request = pb.WatchTasksRequest(labels=[log.user], after_sequence=cursor)
                 call = stub.WatchTasks(request, metadata=self.md(log.user))
                 try:
                     async with asyncio.timeout(self.random.uniform(2.0, 20.0)):
@@ -448,9 +507,7 @@ class Soak:
                                 log.disorder += 1
                             cursor = event.sequence
                             log.digest.update(
-                                _event_key(
-                                    event.sequence, event.event_type, event.task.id, event.task.version
-                                )
+                                event_key(event.sequence, event.event_type, event.task.id, event.task.version)
                             )
                             log.count += 1
                             log.last = cursor
@@ -495,76 +552,29 @@ class Soak:
 
     # -- checks --------------------------------------------------------------------------------
 
-    def stored(self) -> tuple[dict[str, tuple[int, str]], list[tuple[int, int, str, int, str]]]:
-        """Live tasks (id → version, title; a deleted task in the trash is not live) and the event
-        log (sequence, type, id, version, label)."""
-        if self.sqlite_path is not None:
-            db = sqlite3.connect(f"file:{self.sqlite_path}?mode=ro", uri=True)
-            try:
-                task_rows = db.execute("SELECT body FROM tasks WHERE deleted_us = 0").fetchall()
-                event_rows = db.execute(
-                    "SELECT sequence, event_type, task FROM events ORDER BY sequence"
-                ).fetchall()
-            finally:
-                db.close()
-        else:
-            task_rows, event_rows = asyncio.run(self._pg_rows())
-        tasks = {}
-        for (body,) in task_rows:
-            task = pb.Task.FromString(bytes(body))
-            tasks[task.id] = (task.version, task.title)
-        events = []
-        for sequence, event_type, body in event_rows:
-            task = pb.Task.FromString(bytes(body))
-            events.append((int(sequence), int(event_type), task.id, task.version, ",".join(task.labels)))
-        return tasks, events
-
-    async def _pg_rows(self) -> tuple[list[Any], list[Any]]:
-        conn = await asyncpg.connect(self.database_url, timeout=10)
-        try:
-            tasks = await conn.fetch("SELECT body FROM tasks WHERE deleted_us = 0")
-            events = await conn.fetch("SELECT sequence, event_type, task FROM events ORDER BY sequence")
-            return [tuple(r) for r in tasks], [tuple(r) for r in events]
-        finally:
-            await conn.close()
-
     def report(self) -> dict[str, Any]:
-        tasks, events = self.stored()
-        lost = uncertain = 0
-        for task_id, expect in self.ledger.items():
-            if expect.uncertain:
-                uncertain += 1
-            elif expect.deleted:
-                lost += task_id in tasks
-            elif tasks.get(task_id) != (expect.version, expect.title):
-                lost += 1
-        mismatched = 0
-        by_label: dict[str, list[tuple[int, int, str, int]]] = {}
-        for sequence, event_type, task_id, version, labels in events:
-            for label in labels.split(","):
-                by_label.setdefault(label, []).append((sequence, event_type, task_id, version))
-        for log in self.watchers:
-            expected = hashlib.sha256()
-            count = 0
-            for sequence, event_type, task_id, version in by_label.get(log.user, []):
-                if log.start < sequence <= log.last:
-                    expected.update(_event_key(sequence, event_type, task_id, version))
-                    count += 1
-            if log.disorder or count != log.count or expected.digest() != log.digest.digest():
-                mismatched += 1
+        tasks, events = checks.read_store(self.sqlite_path, self.database_url)
+        lost, uncertain = checks.lost_writes(self.ledger, tasks)
+        wrong = checks.history_mismatches(self.watchers, events)
+        followers = [log for log in self.watchers if log.project_id]
         statuses: dict[str, int] = {}
         for _, _, _, status in self.calls:
             statuses[status] = statuses.get(status, 0) + 1
-        growth = _growth(self.samples, self.config.duration_s)
-        minutes = _p99_per_minute(self.calls)
-        checks = {
+        growth = checks.growth(self.samples, self.config.duration_s)
+        judged = self.config.duration_s >= checks.JUDGE_GROWTH_AFTER_S
+        verdicts = {
             "acknowledged writes present as acknowledged": lost == 0,
-            "every watcher's history equals the event log": mismatched == 0,
+            "every label watcher's history equals the event log": not any(
+                not log.project_id for log in wrong
+            ),
+            "every project watcher's history equals the project's events in the log": not any(
+                log.project_id for log in wrong
+            ),
             "no INTERNAL or UNKNOWN": not any(statuses.get(code.name) for code in FAILURES),
         }
-        if self.config.duration_s >= JUDGE_GROWTH_AFTER_S:
-            checks["RSS flat in the second half (<= 10%)"] = growth["rss"] <= _MAX_GROWTH
-            checks["open fds flat in the second half (<= 10%)"] = growth["fds"] <= _MAX_GROWTH
+        if judged:
+            verdicts["RSS flat in the second half (<= 10%)"] = growth["rss"] <= checks.MAX_GROWTH
+            verdicts["open fds flat in the second half (<= 10%)"] = growth["fds"] <= checks.MAX_GROWTH
         return {
             "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self.config).items()},
             "calls": len(self.calls),
@@ -575,14 +585,24 @@ class Soak:
             "watchers": len(self.watchers),
             "watcher_events": sum(log.count for log in self.watchers),
             "watcher_resumes": sum(log.resumes for log in self.watchers),
-            "watchers_mismatched": mismatched,
+            "watchers_mismatched": len(wrong),
+            "projects": {
+                "projects": len(self.projects),
+                "members": sum(len(project.members) for project in self.projects),
+                "tasks": sum(1 for expect in self.ledger.values() if expect.project_id),
+                "calls": self.project_calls,
+                "teammate_writes": self.teammate_writes,
+                "watchers": len(followers),
+                "watcher_events": sum(log.count for log in followers),
+                "watchers_mismatched": sum(1 for log in wrong if log.project_id),
+            },
             "growth_second_half": growth,
-            "growth_judged": self.config.duration_s >= JUDGE_GROWTH_AFTER_S,
-            "p99_ms_per_minute": minutes,
+            "growth_judged": judged,
+            "p99_ms_per_minute": checks.p99_per_minute(self.calls),
             "samples": self.samples,
             "faults": self.faults,
-            "checks": checks,
-            "passed": all(checks.values()),
+            "checks": verdicts,
+            "passed": all(verdicts.values()),
         }
 
 
@@ -600,91 +620,6 @@ def _fds(pid: int) -> int:
     return 0
 
 
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    return float(ordered[len(ordered) // 2]) if ordered else 0.0
-
-
-def _growth(samples: list[tuple[float, int, int]], duration_s: float) -> dict[str, float]:
-    """Relative growth from the middle of the run (45-55%) to its end (last 10%)."""
-    middle = [s for s in samples if 0.45 * duration_s <= s[0] <= 0.55 * duration_s]
-    end = [s for s in samples if s[0] >= 0.9 * duration_s]
-    growth = {}
-    for name, index in (("rss", 1), ("fds", 2)):
-        before, after = _median([s[index] for s in middle]), _median([s[index] for s in end])
-        growth[name] = round((after - before) / before, 4) if before else 0.0
-    return growth
-
-
-def _p99_per_minute(calls: list[tuple[float, str, float, str]]) -> list[dict[str, float]]:
-    minutes: dict[int, list[float]] = {}
-    for at, op, latency, status in calls:
-        if op != "watch" and status == "OK":
-            minutes.setdefault(int(at // 60), []).append(latency)
-    rows = []
-    for minute, latencies in sorted(minutes.items()):
-        latencies.sort()
-        rows.append(
-            {
-                "minute": minute,
-                "calls": len(latencies),
-                "p50_ms": round(latencies[len(latencies) // 2], 2),
-                "p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 2),
-            }
-        )
-    return rows
-
-
-def table(result: dict[str, Any]) -> str:
-    lines = [
-        f"calls {result['calls']:,}  acknowledged tasks {result['acknowledged_tasks']:,}  "
-        f"lost {result['lost_writes']}  uncertain {result['uncertain_writes']}",
-        f"watchers {result['watchers']}  events {result['watcher_events']:,}  resumes "
-        f"{result['watcher_resumes']:,}  mismatched {result['watchers_mismatched']}",
-        f"statuses {result['statuses']}",
-        f"growth in the second half: RSS {result['growth_second_half']['rss']:+.1%}, "
-        f"fds {result['growth_second_half']['fds']:+.1%}"
-        + (
-            "" if result["growth_judged"] else f" (not judged: runs under {JUDGE_GROWTH_AFTER_S:g} s warm up)"
-        ),
-        f"faults {result['faults']}",
-        "",
-        "minute | calls  | p50 ms | p99 ms",
-        "-------+--------+--------+-------",
-    ]
-    for row in result["p99_ms_per_minute"]:
-        lines.append(f"{row['minute']:>6} | {row['calls']:>6} | {row['p50_ms']:>6} | {row['p99_ms']:>6}")
-    lines.append("")
-    for check, ok in result["checks"].items():
-        lines.append(f"{'PASS' if ok else 'FAIL'}  {check}")
-    return "\n".join(lines)
-
-
-def chart(result: dict[str, Any], path: Path) -> None:
-    """RSS (MiB) and p99 per minute over time, in one PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, rss_axis = plt.subplots(figsize=(9, 4))
-    samples = result["samples"]
-    rss_axis.plot([s[0] / 60 for s in samples], [s[1] / 2**20 for s in samples], color="tab:blue")
-    rss_axis.set_xlabel("minutes")
-    rss_axis.set_ylabel("server RSS (MiB)", color="tab:blue")
-    p99_axis = rss_axis.twinx()
-    rows = result["p99_ms_per_minute"]
-    p99_axis.plot([r["minute"] + 0.5 for r in rows], [r["p99_ms"] for r in rows], "o-", color="tab:red")
-    p99_axis.set_ylabel("p99 per minute (ms)", color="tab:red")
-    for at, what in result["faults"]:
-        rss_axis.axvline(at / 60, color="grey", linestyle=":")
-        rss_axis.annotate(what, (at / 60, rss_axis.get_ylim()[1]), fontsize=7, rotation=90, va="top")
-    fig.suptitle(f"taskservice soak: {result['config']['store']}, {result['config']['duration_s']:g} s")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def soak(config: SoakConfig, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the soak; write soak.json and soak.png into `config.out_dir`; return the result."""
     run = Soak(config, say)
@@ -700,7 +635,7 @@ def soak(config: SoakConfig, say: Callable[[str], None] = print) -> dict[str, An
         run.teardown()
     config.out_dir.mkdir(parents=True, exist_ok=True)
     (config.out_dir / "soak.json").write_text(json.dumps(result, indent=2) + "\n")
-    chart(result, config.out_dir / "soak.png")
-    say(table(result))
+    checks.chart(result, config.out_dir / "soak.png")
+    say(checks.table(result))
     say(f"wrote {config.out_dir / 'soak.json'} and {config.out_dir / 'soak.png'}")
     return result
