@@ -40,6 +40,12 @@ if ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
   apt_install nginx-light || echo "could not install nginx" >&2
 fi
 
+# iptables for tests/test_network_faults.py, which cuts, thins and slows the traffic between a
+# replica in a network namespace and PostgreSQL (it needs root and iproute2, and skips without them).
+if ! command -v iptables >/dev/null; then
+  apt_install iptables || echo "could not install iptables" >&2
+fi
+
 # Chromium for the browser tests.
 if [[ ! -x /usr/bin/chromium ]]; then
   apt_install chromium || echo "could not install chromium" >&2

@@ -561,7 +561,7 @@ def test_routes_added_after_the_board_still_win(tmp_path: Path) -> None:
     async def scenario() -> None:
         draining = asyncio.Event()
         store = open_store("memory://", str(tmp_path))
-        readiness = Readiness(store, health.aio.HealthServicer(), draining, ("",))
+        readiness = Readiness(store, health.aio.HealthServicer(), draining, ("",), interval=5.0)
         app = http.build_app(draining, readiness, web_dir=board)
         app.add_route("/added-later", lambda _: PlainTextResponse("added later"))
         try:

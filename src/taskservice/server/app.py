@@ -116,7 +116,13 @@ async def start(settings: Settings, reuse_port: bool = False) -> Server:
     tls = _tls_files(settings)
     tracer = tracing.start()
     store = InstrumentedStore(
-        open_store(settings.store_url, settings.data_dir, allow_empty=settings.allow_empty_store), tracer
+        open_store(
+            settings.store_url,
+            settings.data_dir,
+            allow_empty=settings.allow_empty_store,
+            timeout=settings.store_timeout,
+        ),
+        tracer,
     )
     await store.open()
     task_counts = metrics.TaskCounts()
@@ -192,7 +198,9 @@ async def start(settings: Settings, reuse_port: bool = False) -> Server:
     server.http_port = http_sock.getsockname()[1]
     for name in ("", *services):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    readiness = Readiness(store, health_servicer, shutdown, ("", *services))
+    readiness = Readiness(
+        store, health_servicer, shutdown, ("", *services), interval=settings.health_check_interval
+    )
     metrics.watch_window(window)
     body_budget = BodyBudget(settings.http_body_budget_bytes)  # one for every protocol on the port
     grpc_web = GrpcWebTransport(
@@ -220,7 +228,7 @@ async def start(settings: Settings, reuse_port: bool = False) -> Server:
     server._tasks.append(asyncio.create_task(http.serve_http(app, http_sock, shutdown, tls)))
     server._tasks.append(asyncio.create_task(_prune_forever(store, settings)))
     server._tasks.append(asyncio.create_task(_count_tasks(task_counts, store)))
-    server._tasks.append(asyncio.create_task(readiness.watch(settings.health_check_interval)))
+    server._tasks.append(asyncio.create_task(readiness.watch()))
     events_out.start()
     _tune_gc()
     return server

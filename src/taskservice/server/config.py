@@ -27,6 +27,11 @@ class Settings:
         "127.0.0.1:8080", "HTTP listen address: /healthz, /metrics, gRPC-Web and the board"
     )
     store: str = _setting("", "sqlite:///PATH, memory:// or postgresql://… (default: sqlite in the data dir)")
+    store_timeout: float = _setting(
+        5.0,
+        "seconds a call waits on PostgreSQL (a connection, its statements, its commit) before it fails "
+        "UNAVAILABLE; a partition drops packets silently, and without a bound calls would hang",
+    )
     data_dir: str = _setting("./data", "folder for the embedded database and generated keys")
     allow_empty_store: bool = _setting(
         False, "start on a zero-byte SQLite database even where a server ran before (a new, empty store)"
@@ -93,7 +98,9 @@ class Settings:
     http_body_timeout: float = _setting(30.0, "seconds a gRPC-Web request body may take to arrive")
     max_message_bytes: int = _setting(4 * 1024 * 1024, "largest request or response message")
     health_check_interval: float = _setting(
-        5.0, "seconds between store checks that drive readiness (/readyz and gRPC health)"
+        5.0,
+        "readiness (/readyz and gRPC health) turns off at most this many seconds after the store stops "
+        "answering: the store is pinged twice per interval, each ping given half of it",
     )
     cors_origin: tuple[str, ...] = _setting(
         (), "origin allowed to call gRPC-Web from another site (repeatable or comma-separated; * = any)"

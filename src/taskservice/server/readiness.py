@@ -1,8 +1,9 @@
 """Readiness: the server is ready while its store answers and it is not draining.
 
-`/readyz` asks on demand; a background loop asks every `health_check_interval` seconds. Both update
-the gRPC health service, so load balancers probing gRPC health and Kubernetes probing `/readyz` see
-the same answer, and the `taskservice_ready` gauge.
+`/readyz` asks on demand; a background loop asks twice per `health_check_interval`, and each ping
+may take half of it, so a store that stops answering (a partition drops packets silently) is
+reported within one interval. Both update the gRPC health service, so load balancers probing gRPC
+health and Kubernetes probing `/readyz` see the same answer, and the `taskservice_ready` gauge.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from taskservice.telemetry import metrics
 
 log = structlog.get_logger(__name__)
 
-_PING_TIMEOUT = 5.0
-
 
 class Readiness:
     def __init__(
@@ -27,8 +26,11 @@ class Readiness:
         health_servicer: health.aio.HealthServicer,
         draining: asyncio.Event,
         services: tuple[str, ...],
+        *,
+        interval: float,
     ) -> None:
         self._store = store
+        self._every = interval / 2
         self._health = health_servicer
         self._draining = draining
         self._services = services
@@ -40,7 +42,7 @@ class Readiness:
             metrics.ready.set(0)
             return "draining"
         try:
-            await asyncio.wait_for(self._store.ping(), _PING_TIMEOUT)
+            await asyncio.wait_for(self._store.ping(), self._every)
         except Exception as error:
             await self._set(False, str(error) or type(error).__name__)
             return "store unreachable"
@@ -62,8 +64,12 @@ class Readiness:
         for name in self._services:
             await self._health.set(name, status)
 
-    async def watch(self, interval: float) -> None:
-        """Check every `interval` seconds until cancelled."""
+    async def watch(self) -> None:
+        """Check twice per interval until cancelled: the fault begins at worst just after a ping
+        succeeded, and the next one starts half an interval later and gives up half an interval
+        after that."""
+        loop = asyncio.get_running_loop()
         while True:
+            started = loop.time()
             await self.check()
-            await asyncio.sleep(interval)
+            await asyncio.sleep(max(0.0, started + self._every - loop.time()))

@@ -8,9 +8,12 @@ from pathlib import Path
 from taskservice.store.base import TaskStore
 
 
-def open_store(url: str, data_dir: str, *, allow_empty: bool = False) -> TaskStore:
+def open_store(
+    url: str, data_dir: str, *, allow_empty: bool = False, timeout: float | None = None
+) -> TaskStore:
     """`sqlite:///PATH` (relative paths are under data_dir), `memory://`, or `postgresql://…`.
-    `allow_empty`: open a zero-byte SQLite file where a server ran before (see sqlite/preflight.py)."""
+    `allow_empty`: open a zero-byte SQLite file where a server ran before (see sqlite/preflight.py).
+    `timeout`: how long a PostgreSQL operation may wait on the database (its default when None)."""
     from taskservice.store.sqlite import SQLiteStore
 
     if url in ("", "sqlite", "sqlite://"):
@@ -27,7 +30,7 @@ def open_store(url: str, data_dir: str, *, allow_empty: bool = False) -> TaskSto
     if url.startswith(("postgresql://", "postgres://")):
         from taskservice.store.postgres import PostgresStore
 
-        return PostgresStore(url)
+        return PostgresStore(url) if timeout is None else PostgresStore(url, timeout=timeout)
     raise ValueError(f"unsupported store URL {url!r}: use sqlite:///PATH, memory:// or postgresql://…")
 
 

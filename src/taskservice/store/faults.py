@@ -66,6 +66,12 @@ def sqlite_message(error: sqlite3.Error) -> str:
     return _SQLITE_UNAVAILABLE.get(code, "the task store failed; retry")
 
 
+def timed_out(seconds: float) -> Unavailable:
+    """A database that did not answer in time (a partition, a stalled server): the client may retry;
+    a change may or may not have been stored, as with any UNAVAILABLE from a write."""
+    return Unavailable(f"the task store did not answer within {seconds:g} s; retry shortly")
+
+
 @dataclass
 class StoreFaults:
     """Failures seen while serving that decide readiness (see `TaskStore.ping`)."""

@@ -54,7 +54,7 @@ from taskservice.store.base import (
 from taskservice.store.counts import CountCache
 from taskservice.store.faults import DAMAGED, Kind, StoreFaults
 from taskservice.store.migrations import migrations
-from taskservice.store.postgres_writer import EventChange, GroupWriter, Op, PlainCreates, WriterHooks
+from taskservice.store.postgres_writer import EventChange, GroupWriter, Op, PlainCreates, WriterHooks, within
 
 log = structlog.get_logger(__name__)
 
@@ -64,6 +64,7 @@ Connection = Any  # asyncpg.Connection or a pool proxy of one; asyncpg ships no 
 CHANNEL = "taskservice_events"
 _MIGRATION_LOCK = 7_311_540_001  # pg_advisory_lock key: one replica migrates, the others wait
 _POOL_SIZE = 10
+DEFAULT_TIMEOUT = 5.0  # --store-timeout
 _CONNECT_TIMEOUT = 5.0
 _COMMAND_TIMEOUT = 15.0
 _POLL_EVERY = 2.0  # the listener also re-reads the log this often, in case a NOTIFY was missed
@@ -154,9 +155,10 @@ def _event_from_row(row: Any) -> StoredEvent:
 class PostgresStore:
     """TaskStore on PostgreSQL; any number of processes may share one database."""
 
-    def __init__(self, dsn: str, pool_size: int = _POOL_SIZE) -> None:
+    def __init__(self, dsn: str, pool_size: int = _POOL_SIZE, timeout: float = DEFAULT_TIMEOUT) -> None:
         self._dsn = dsn
         self._pool_size = pool_size
+        self._timeout = timeout
         self._pool: asyncpg.Pool | None = None
         self._listeners: list[EventListener] = []
         self._delivered = 0  # the newest sequence handed to listeners; they get every one after it
@@ -186,7 +188,14 @@ class PostgresStore:
             # asyncpg prepares every statement, and after five runs PostgreSQL may switch to a plan
             # made without the parameters' values; a list's best plan depends on them (which user,
             # which project), and the generic one sorted every visible task (docs/performance.md).
-            server_settings={"plan_cache_mode": "force_custom_plan"},
+            reset=_keep_session,
+            server_settings={
+                "plan_cache_mode": "force_custom_plan",
+                # A replica cut off mid-transaction cannot roll back: its session would hold row
+                # locks (the event log's, which every writer needs) until PostgreSQL notices the
+                # connection is gone. Nothing here waits between statements for longer than this.
+                "idle_in_transaction_session_timeout": str(int(self._timeout * 1000)),
+            },
         )
         self._delivered = (await self.event_bounds()).head
         self._writer = GroupWriter(
@@ -197,7 +206,8 @@ class PostgresStore:
                 is_connection_error=is_connection_error,
                 on_connection_error=lambda _: self._db.expire_connections(),
                 deliver=self._deliver,
-            )
+            ),
+            timeout=self._timeout,
         )
         self._writer.start()
         self._follower = asyncio.create_task(self._follow(), name="postgres-listener")
@@ -277,9 +287,10 @@ class PostgresStore:
         while not self._closing:
             conn: Any = None
             try:
-                conn = await asyncpg.connect(self._dsn, timeout=_CONNECT_TIMEOUT)
-                conn.add_termination_listener(lambda _: self._wake.set())
-                await conn.add_listener(CHANNEL, self._on_notify)
+                async with asyncio.timeout(self._timeout):
+                    conn = await asyncpg.connect(self._dsn, timeout=_CONNECT_TIMEOUT)
+                    conn.add_termination_listener(lambda _: self._wake.set())
+                    await conn.add_listener(CHANNEL, self._on_notify)
                 log.info("store.listening", after=self._delivered)
                 delay = 0.1
                 while not conn.is_closed():
@@ -298,11 +309,14 @@ class PostgresStore:
             delay = min(delay * 2, _RECONNECT_MAX)
 
     async def _catch_up(self, conn: Connection) -> None:
+        """Deliver the log after `_delivered`. Each read is bounded by the store timeout: it is also
+        how a silent partition is noticed on a connection that otherwise only waits for NOTIFY."""
         while True:
             rows = await conn.fetch(
                 f"SELECT {_EVENT_COLUMNS} FROM events WHERE sequence > $1 ORDER BY sequence LIMIT $2",
                 self._delivered,
                 _LOG_BATCH,
+                timeout=self._timeout,
             )
             if not rows:
                 return
@@ -334,6 +348,12 @@ class PostgresStore:
             raise _ConnectFailed(error) from error
         try:
             yield conn
+        except BaseException as error:
+            if isinstance(error, asyncio.CancelledError) or is_connection_error(error):
+                # Cut off mid-statement (a timeout) or broken: its state is unknown, and asking it
+                # to cancel or reset would wait on the same dead network. Closed, never reused.
+                conn.terminate()
+            raise
         finally:
             await pool.release(conn)
 
@@ -345,8 +365,12 @@ class PostgresStore:
         return self.faults.error(kind(error), "internal error")
 
     async def _transaction(self, work: Callable[[Connection], Awaitable[T]], *, retries: int = 2) -> T:
-        """Run `work` in a transaction. Connection failures before COMMIT is sent are retried (nothing
-        was written); after it, the outcome is unknown and the caller gets UNAVAILABLE."""
+        """Run `work` in a transaction, within the store timeout. Connection failures before COMMIT
+        is sent are retried (nothing was written); after it, the outcome is unknown and the caller
+        gets UNAVAILABLE."""
+        return await within(self._timeout, self._transaction_attempts(work, retries))
+
+    async def _transaction_attempts(self, work: Callable[[Connection], Awaitable[T]], retries: int) -> T:
         attempt = 0
         while True:
             committing = False
@@ -356,9 +380,11 @@ class PostgresStore:
                     await tx.start()
                     try:
                         result = await work(conn)
-                    except BaseException:
-                        with contextlib.suppress(*_CLIENT_SIDE_CONNECTION_ERRORS, asyncpg.PostgresError):
-                            await tx.rollback()
+                    except Exception as exc:
+                        # A broken or timed-out connection is closed instead (see _connection).
+                        if not is_connection_error(exc):
+                            with contextlib.suppress(*_CLIENT_SIDE_CONNECTION_ERRORS, asyncpg.PostgresError):
+                                await tx.rollback()
                         raise
                     committing = True
                     await tx.commit()
@@ -377,7 +403,11 @@ class PostgresStore:
             attempt += 1
 
     async def _read(self, work: Callable[[Connection], Awaitable[T]]) -> T:
-        """Run a read, once more on a fresh connection if the first one turns out to be dead."""
+        """Run a read within the store timeout, once more on a fresh connection if the first one
+        turns out to be dead."""
+        return await within(self._timeout, self._read_attempts(work))
+
+    async def _read_attempts(self, work: Callable[[Connection], Awaitable[T]]) -> T:
         for attempt in range(2):
             try:
                 async with self._connection() as conn:
@@ -397,7 +427,7 @@ class PostgresStore:
             raise Unavailable(self.faults.damaged)
 
         async def probe(conn: Connection) -> None:
-            await conn.fetchval("SELECT 1", timeout=_CONNECT_TIMEOUT)
+            await conn.fetchval("SELECT 1")
 
         await self._read(probe)
 
@@ -459,10 +489,10 @@ class PostgresStore:
                 events.append(StoredEvent(sequence, kind, task, previous, occurred, by))
         return events
 
-    def _write(self, op: Op | PlainCreates) -> asyncio.Future[Any]:
+    async def _write(self, op: Op | PlainCreates) -> Any:
         if self._writer is None:
             raise Unavailable("the task store is closed")
-        return self._writer.submit(op)
+        return await self._writer.run(op)
 
     async def create_many(self, items: list[NewTask]) -> list[CreateResult]:
         if not any(item.request_id for item in items):
@@ -797,6 +827,14 @@ class PostgresStore:
             return EventBounds(horizon=int(row["horizon"]), head=int(row["head"]))
 
         return await self._read(work)
+
+
+async def _keep_session(conn: Connection) -> None:
+    """How a connection is reset when given back to the pool: it is not. Pool connections carry no
+    session state (the migration's advisory lock and the LISTEN have connections of their own), so
+    asyncpg's default RESET ALL / UNLISTEN / CLOSE ALL would cost a round trip per call for nothing,
+    a round trip that a slow or lossy network makes long. asyncpg still rolls back a transaction
+    left open."""
 
 
 async def _insert_created(conn: Connection, tasks: list[pb.Task]) -> None:

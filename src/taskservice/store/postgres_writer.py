@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import structlog
@@ -27,6 +27,7 @@ import structlog
 from taskservice.api import task_service_pb2 as pb
 from taskservice.domain.errors import DomainError, Unavailable
 from taskservice.store.base import ProjectEvent, StoredEvent
+from taskservice.store.faults import timed_out
 
 log = structlog.get_logger(__name__)
 
@@ -36,6 +37,7 @@ Connection = Any  # asyncpg.Connection or a pool proxy of one; asyncpg ships no 
 EventChange = tuple[int, pb.Task, pb.Task | None, str] | ProjectEvent
 Op = Callable[[Connection], Awaitable[tuple[Any, list[EventChange]]]]
 Outcome = tuple[Any, BaseException | None]
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -69,9 +71,16 @@ class GroupWriter:
     statements run while the previous one waits for its COMMIT)."""
 
     def __init__(
-        self, hooks: WriterHooks, *, max_batch: int = 256, in_flight: int = 2, retries: int = 2
+        self,
+        hooks: WriterHooks,
+        *,
+        timeout: float,
+        max_batch: int = 256,
+        in_flight: int = 2,
+        retries: int = 2,
     ) -> None:
         self._hooks = hooks
+        self._timeout = timeout
         self._max_batch = max_batch
         self._retries = retries
         self._pending: list[tuple[Op | PlainCreates, asyncio.Future[Any]]] = []
@@ -84,13 +93,20 @@ class GroupWriter:
     def start(self) -> None:
         self._runner = asyncio.create_task(self._run(), name="postgres-writer")
 
-    def submit(self, op: Op | PlainCreates) -> asyncio.Future[Any]:
+    async def run(self, op: Op | PlainCreates) -> Any:
+        """Submit `op` and wait for its answer, at most the store timeout. An op still waiting for a
+        batch when its caller stops waiting (timed out or cancelled) is withdrawn, so nothing of it
+        is written; one already in a batch has an unknown outcome, and its caller gets UNAVAILABLE."""
         if self._closed:
             raise Unavailable("the task store is closed")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((op, future))
         self._wake.set()
-        return future
+        try:
+            return await within(self._timeout, future)
+        finally:
+            if future.cancelled():
+                self._pending = [(o, f) for o, f in self._pending if f is not future]
 
     async def stop(self) -> None:
         """Finish every op submitted so far, then refuse new ones."""
@@ -122,44 +138,62 @@ class GroupWriter:
             log.error("store.batch_failed", error=str(task.exception()))
 
     async def _commit(self, batch: list[tuple[Op | PlainCreates, asyncio.Future[Any]]]) -> None:
-        """Run and commit the batch, then answer its ops; retried whole while nothing was sent to
-        COMMIT, answered UNAVAILABLE when the outcome of a COMMIT is unknown."""
-        attempt = 0
-        while True:
-            try:
-                async with self._hooks.connection() as conn:
+        """Run and commit the batch and answer its ops, within the store timeout. Retried whole while
+        nothing was sent to COMMIT; answered UNAVAILABLE when the outcome of a COMMIT is unknown or
+        the database did not answer in time. The ops are answered as soon as COMMIT returns, before
+        the connection goes back to the pool, and never twice."""
+        answered = False
+
+        def answer(outcomes: list[Outcome], events: list[StoredEvent]) -> None:
+            nonlocal answered
+            answered = True
+            if events:
+                self._hooks.deliver(events)
+            for (_, future), (value, error) in zip(batch, outcomes, strict=True):
+                if future.done():  # its caller stopped waiting (store timeout or cancelled)
+                    continue
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(value)
+
+        scope = asyncio.timeout(self._timeout)
+        try:
+            async with scope:
+                attempt = 0
+                while not answered:
                     try:
-                        outcomes, events = await self._transaction(conn, batch, savepoints=False)
-                    except _Redo:
-                        outcomes, events = await self._transaction(conn, batch, savepoints=True)
-                break
-            except _Committing as exc:
-                self._hooks.on_connection_error(exc)
-                outcomes, events = self._failed(batch, exc), []
-                break
-            except asyncpg.exceptions.TransactionRollbackError as exc:  # deadlock, serialization
-                if attempt >= self._retries:
-                    outcomes, events = self._failed(batch, exc), []
-                    break
-            except Exception as exc:
-                if not self._hooks.is_connection_error(exc):
-                    log.exception("store.batch_failed", batch=len(batch))
-                    outcomes, events = self._failed(batch, exc), []
-                    break
-                self._hooks.on_connection_error(exc)
-                if attempt >= self._retries:
-                    outcomes, events = self._failed(batch, exc), []
-                    break
-            attempt += 1
-        if events:
-            self._hooks.deliver(events)
-        for (_, future), (value, error) in zip(batch, outcomes, strict=True):
-            if future.cancelled():
-                continue
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(value)
+                        async with self._hooks.connection() as conn:
+                            try:
+                                outcomes, events = await self._transaction(conn, batch, savepoints=False)
+                            except _Redo:
+                                outcomes, events = await self._transaction(conn, batch, savepoints=True)
+                            answer(outcomes, events)
+                    except Exception as exc:
+                        # Once answered, only giving the connection back failed: the batch is done.
+                        if not answered and not self._retry(exc, attempt):
+                            answer(self._failed(batch, _unavailable(exc)), [])
+                    attempt += 1
+        except TimeoutError:
+            if not scope.expired():
+                raise
+            if not answered:
+                log.warning("store.timed_out", batch=len(batch), after_s=self._timeout)
+                answer(self._failed(batch, timed_out(self._timeout)), [])
+
+    def _retry(self, exc: Exception, attempt: int) -> bool:
+        """Whether a batch that failed with `exc` may run again: only when nothing was sent to
+        COMMIT and the failure was the connection's or a deadlock."""
+        if isinstance(exc, _Committing):
+            self._hooks.on_connection_error(exc)
+            return False
+        if isinstance(exc, asyncpg.exceptions.TransactionRollbackError):  # deadlock, serialization
+            return attempt < self._retries
+        if not self._hooks.is_connection_error(exc):
+            log.exception("store.batch_failed")
+            return False
+        self._hooks.on_connection_error(exc)
+        return attempt < self._retries
 
     async def _transaction(
         self,
@@ -173,9 +207,11 @@ class GroupWriter:
         try:
             outcomes, changes = await self._apply(conn, batch, savepoints=savepoints)
             events = await self._hooks.append(conn, changes)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await tx.rollback()
+        except Exception as exc:
+            # A broken or timed-out connection is closed by the store instead of rolled back.
+            if not self._hooks.is_connection_error(exc):
+                with contextlib.suppress(Exception):
+                    await tx.rollback()
             raise
         try:
             await tx.commit()
@@ -232,11 +268,28 @@ class GroupWriter:
 
     @staticmethod
     def _failed(
-        batch: list[tuple[Op | PlainCreates, asyncio.Future[Any]]], exc: BaseException
+        batch: list[tuple[Op | PlainCreates, asyncio.Future[Any]]], failure: Unavailable
     ) -> list[Outcome]:
-        log.warning("store.unavailable", error=type(exc).__name__, detail=str(exc)[:200])
-        failure = Unavailable("the task store is unavailable; retry shortly")
         return [(None, failure) for _ in batch]
+
+
+async def within(seconds: float, operation: Awaitable[T]) -> T:
+    """`operation`, failed UNAVAILABLE when the database has not answered within `seconds`: a
+    partition drops packets silently, and without a bound a call would wait for TCP to give up."""
+    scope = asyncio.timeout(seconds)
+    try:
+        async with scope:
+            return await operation
+    except TimeoutError:
+        if not scope.expired():
+            raise
+        log.warning("store.timed_out", after_s=seconds)
+        raise timed_out(seconds) from None
+
+
+def _unavailable(exc: BaseException) -> Unavailable:
+    log.warning("store.unavailable", error=type(exc).__name__, detail=str(exc)[:200])
+    return Unavailable("the task store is unavailable; retry shortly")
 
 
 class _Committing(Exception):
