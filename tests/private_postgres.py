@@ -52,8 +52,14 @@ class PrivatePostgres:
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-N")
         return self
 
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+    def trust(self, network: str) -> None:
+        """Let clients from `network` (CIDR) connect without a password; before `start()`."""
+        with (self.data / "pg_hba.conf").open("a") as hba:
+            hba.write(f"host all all {network} trust\n")
+
+    def start(self, listen: tuple[str, ...] = ("127.0.0.1",)) -> None:
+        addresses = ",".join(listen)
+        options = f"-p {self.port} -k {self.root} -c listen_addresses={addresses} -c fsync=off"
         self._run(
             "pg_ctl", "-D", str(self.data), "-l", str(self.root / "pg.log"), "-o", options, "-w", "start"
         )

@@ -38,7 +38,8 @@ class ServerProcess:
 
     Servers run with `--auth none` unless the test passes its own `--auth`; `ServerProcess.jwt(...)`
     starts one that requires tokens, and `token(user)` mints them with the server's own secret.
-    `ssl_context` is how the readiness check reaches an HTTPS port.
+    `ssl_context` is how the readiness check reaches an HTTPS port. `host` is the address both
+    ports listen on, and `wrapper` a command the server runs under (`ip netns exec NS`).
     """
 
     def __init__(
@@ -48,8 +49,12 @@ class ServerProcess:
         store: str | None = None,
         env: dict[str, str] | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        host: str = "127.0.0.1",
+        wrapper: list[str] | None = None,
     ) -> None:
         self.data_dir = data_dir
+        self.host = host
+        self.wrapper = wrapper or []
         self.args = list(args)
         self.store = store
         self.env = env or {}
@@ -62,7 +67,7 @@ class ServerProcess:
 
     @property
     def grpc_addr(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
+        return f"{self.host}:{self.grpc_port}"
 
     @classmethod
     def jwt(cls, data_dir: Path, *args: str, **kwargs: object) -> ServerProcess:
@@ -77,16 +82,17 @@ class ServerProcess:
     @property
     def http_url(self) -> str:
         scheme = "https" if self.ssl_context else "http"
-        return f"{scheme}://127.0.0.1:{self.http_port}"
+        return f"{scheme}://{self.host}:{self.http_port}"
 
     def command(self) -> list[str]:
         cmd = [
+            *self.wrapper,
             TASKSERVICE,
             "serve",
             "--grpc-addr",
             self.grpc_addr,
             "--http-addr",
-            f"127.0.0.1:{self.http_port}",
+            f"{self.host}:{self.http_port}",
             "--data-dir",
             str(self.data_dir),
             "--log-format",
@@ -98,6 +104,8 @@ class ServerProcess:
             cmd += ["--store", self.store]
         if not any(arg == "--auth" or arg.startswith("--auth=") for arg in self.args):
             cmd += ["--auth", "none"]  # tests that exercise authentication pass their own --auth
+            if not self.host.startswith("127."):
+                cmd += ["--i-understand-this-is-insecure"]
         return cmd + self.args
 
     def start(self, timeout: float = 20.0) -> ServerProcess:
