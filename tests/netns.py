@@ -82,6 +82,8 @@ class Netns:
         """Remove the namespace, its rules and its interface (deleting one end of a veth pair deletes
         both); safe to call twice."""
         self._stop_delayer()
+        if shutil.which("ip") is None:
+            return  # nothing was made
         _run("ip", "netns", "del", self.name, check=False)
         _run("ip", "link", "del", self.host_if, check=False)
 
