@@ -332,10 +332,10 @@ def test_latency_slows_the_replica_but_every_call_succeeds(network: Network, tag
         how = netns.delay(network.pg_port, LATENCY)
         ok, calls = load.ok(), len(load.outcomes) + 1  # the call in flight may have begun before
         readiness = sample(lambda: serving(replica), seconds=FAULT_SECONDS)
+        slowed, during = [took for _, took in load.outcomes[calls:]], load.ok() - ok
         netns.heal()
-        slowed = [took for _, took in load.outcomes[calls:]]
         print(
-            f"\n{LATENCY * 1000:.0f} ms each way ({how}) for {FAULT_SECONDS} s: {load.ok() - ok} writes "
+            f"\n{LATENCY * 1000:.0f} ms each way ({how}) for {FAULT_SECONDS} s: {during} writes "
             f"acknowledged, {max(slowed):.2f} s the slowest; not ready in {readiness.count(False)} of "
             f"{len(readiness)} samples"
         )
