@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import grpc
 import pytest
 
 from taskservice.api import task_service_pb2 as pb
@@ -113,6 +114,46 @@ def test_the_event_window_holds_at_most_its_byte_budget(server: ServerProcess) -
     events = _events(stub, md, pb.WatchTasksRequest(after_sequence=start.sequence), 800)
     assert [e.sequence for e in events] == list(range(start.sequence + 1, start.sequence + 801))
     assert events[-1].task.version == toggled.version and events[-1].task.description == "d" * 20_000
+
+
+def test_stalled_initial_snapshots_hold_one_part_each(server: ServerProcess) -> None:
+    """10 watches with include_initial over 100,000 tasks whose clients never read: each holds one
+    part of its snapshot (at most 500 tasks or 256 KiB) and what HTTP/2 flow control lets through,
+    not the 100,000 tasks (about 57 MB each when the whole snapshot was read at once). A watcher
+    that reads first gets every task once; it also brings the database file into memory (the
+    reader maps it), which the stalled watches then share."""
+    assert server.proc is not None
+    stub, md = server.stub(), bearer(server.token("owner"))
+    for chunk in range(10):
+        requests = (pb.CreateTaskRequest(title=f"task {chunk}-{n}", labels=["many"]) for n in range(10_000))
+        assert len(stub.BulkCreateTasks(requests, metadata=md, timeout=120).tasks) == 10_000
+    seen: set[str] = set()
+    call = stub.WatchTasks(pb.WatchTasksRequest(include_initial=True), metadata=md, timeout=120)
+    for event in call:
+        assert event.event_type == pb.EVENT_TYPE_CREATED and event.task.id not in seen
+        seen.add(event.task.id)
+        if len(seen) == 100_000:
+            break
+    call.cancel()
+    time.sleep(0.5)
+    before = rss_bytes(server.proc.pid)
+    # Small flow-control windows, as a client that stops reading soon has (no BDP probing).
+    stalled = [
+        grpc.insecure_channel(server.grpc_addr, options=[("grpc.http2.bdp_probe", 0)]) for _ in range(10)
+    ]
+    calls = [
+        rpc.TaskServiceStub(channel).WatchTasks(pb.WatchTasksRequest(include_initial=True), metadata=md)
+        for channel in stalled
+    ]
+    try:
+        time.sleep(5)  # every watch has read and sent what it can
+        growth = rss_bytes(server.proc.pid) - before
+        assert growth < SLACK + 10 * 2 * MiB, f"RSS grew {growth / MiB:.0f} MiB"
+    finally:
+        for call in calls:
+            call.cancel()
+        for channel in stalled:
+            channel.close()
 
 
 def _events(

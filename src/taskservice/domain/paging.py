@@ -30,6 +30,16 @@ _VALUE = struct.Struct(">q")
 
 
 @dataclass(frozen=True, slots=True)
+class SnapshotPart:
+    """One part of a snapshot read in id order: the tasks after `after_id`, at most `limit` of them
+    and no more than start within `max_bytes` of encoded tasks (the first always)."""
+
+    after_id: str
+    limit: int
+    max_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
 class TaskFilter:
     """Which tasks a list or snapshot covers. Values inside one field are ORed, fields are ANDed,
     and `expression` (the AIP-160 filter) and `search` (full text) must hold as well."""

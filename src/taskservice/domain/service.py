@@ -12,6 +12,7 @@ their own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence, Sized
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from taskservice.domain.filters import parse_query
 from taskservice.domain.paging import (
     PageQuery,
     PageTokens,
+    SnapshotPart,
     TaskFilter,
     history_token,
     history_token_decode,
@@ -50,7 +52,7 @@ from taskservice.domain.projects import Memberships, ProjectService
 from taskservice.domain.validation import PRIORITIES, STATUSES, Checker, Limits, new_task_fields
 from taskservice.domain.values import CHANGEABLE_PATHS, new_task_id, now_us, timestamp_from_us
 from taskservice.domain.visibility import Permissions, Sight
-from taskservice.domain.watching import WatchScope, WatchView
+from taskservice.domain.watching import FIRST_PART, Feed, WatchScope, WatchView, initial_events, next_part
 from taskservice.store.base import CreateResult, EarlierRequest, NewTask, StoredEvent, TaskStore
 
 log = structlog.get_logger(__name__)
@@ -59,6 +61,7 @@ T = TypeVar("T")
 UPDATE_PATHS = CHANGEABLE_PATHS  # what an update may change, as its mask's paths
 _PLACEMENT = ("project_id", "parent_id")
 _BULK_CHUNK = 500
+_LOG_READ = 1000  # events read from the log at once
 BATCH_ITEMS_MAX = 1_000  # BatchCreateTasks: one request message, so a bounded one (CONTRACT §5.3)
 
 
@@ -245,54 +248,118 @@ class TaskService:
     ) -> AsyncIterator[pb.TaskEvent | bytes]:
         """Events the caller may see and the filter matches: the initial state when asked, then every
         later change, in sequence order, each once. Yields TaskEvent messages or their encoding.
-        Membership changes are applied at their place in the sequence (`WatchView`)."""
+        Membership changes are applied at their place in the sequence (`WatchView`).
+
+        The initial state is read in parts, in id order (`SnapshotPart`): each part as of the
+        newest sequence when it is read, preceded by the changes since the previous part to the
+        tasks already sent. So the watcher's copy is always the state at the sequence it last
+        received, and a watcher that stops reading holds one part, not the whole snapshot."""
         scope = self._watch_scope(request)
+        part: SnapshotPart | None = None  # the next part of the initial state still to send
         if request.after_sequence > 0:
             await self._window.check_resumable(request.after_sequence)
             cursor = request.after_sequence
             roles = await self._roles_at(caller, cursor)
         elif request.include_initial:
-            initial, cursor, roles = await self._initial(caller, scope)
-            now = timestamp_from_us(now_us())
-            for task in initial:
-                yield pb.TaskEvent(
-                    event_type=pb.EVENT_TYPE_CREATED, task=task, timestamp=now, sequence=cursor
-                )
+            tasks, cursor, roles = await self._initial(caller, scope, FIRST_PART)
+            for created in initial_events(tasks, cursor):
+                yield created
+            part = next_part(FIRST_PART, tasks)
         else:
             # The store's head, not this process's window: with replicas, another one may have
             # committed events this window has not received yet, and they precede this watch.
             cursor = (await self._store.event_bounds()).head
             roles = await self._roles_at(caller, cursor)
         view = WatchView(caller, scope, roles)
-        async for batch in self._window.follow(cursor, until=caller.expires_at):
-            for event in batch:
-                if event.is_project:
-                    crossing = view.membership(event)
-                    if crossing is not None:
-                        tasks, _ = await self._store.snapshot(TaskFilter(project_ids=(event.project_id,)))
-                        for message in view.crossed(event, crossing, tasks):
+        async with contextlib.aclosing(self._window.follow(cursor, until=caller.expires_at)) as batches:
+            feed = Feed(batches, cursor)
+            while part is not None:
+                tasks, head, _ = await self._initial(caller, scope, part)
+                while (event := await feed.next(head)) is not None:
+                    async for message in self._shown(view, event, sent_up_to=part.after_id):
+                        yield message
+                for created in initial_events(tasks, head):
+                    yield created
+                part = next_part(part, tasks)
+            for event in feed.rest():
+                async for message in self._shown(view, event):
+                    yield message
+            async for batch in batches:
+                for event in batch:
+                    if event.is_project:
+                        async for message in self._shown(view, event):
                             yield message
-                    continue
+                    elif (seen := view.task_event(event)) is not None:
+                        yield seen
+
+    async def _shown(
+        self, view: WatchView, event: StoredEvent, sent_up_to: str | None = None
+    ) -> AsyncIterator[pb.TaskEvent | bytes]:
+        """What `view` shows of `event`. While the initial state is being sent, only what concerns
+        the tasks already sent (ids up to `sent_up_to`): later parts are read after the event.
+        A membership change that moves a project's tasks into or out of sight reads them in parts."""
+        if not event.is_project:
+            if sent_up_to is None or event.task.id <= sent_up_to:  # ids are UUIDs: any collation agrees
                 seen = view.task_event(event)
                 if seen is not None:
                     yield seen
+            return
+        crossing = view.membership(event)
+        if crossing is None:
+            return
+        async for tasks in self._project_at(event.project_id, event.sequence):
+            for message in view.crossed(event, crossing, tasks):
+                if sent_up_to is not None and message.task.id > sent_up_to:
+                    return
+                yield message
+
+    async def _project_at(self, project_id: str, sequence: int) -> AsyncIterator[Sequence[pb.Task]]:
+        """A project's live tasks as they were at `sequence`, in parts in id order: read as they are
+        now, with each one changed since put back as it was (the first event after `sequence` that
+        changed a task holds it as it was before)."""
+        then: dict[str, pb.Task | None] = {}  # a task changed after `sequence`: as it was at it
+        read_to = sequence
+        part: SnapshotPart | None = FIRST_PART
+        while part is not None:
+            tasks, head = await self._store.snapshot(TaskFilter(project_ids=(project_id,)), part)
+            while read_to < head:  # events read past `head` only put back what the part shows as it was
+                events = await self._store.events_after(read_to, _LOG_READ)
+                if not events:
+                    break
+                for changed in events:
+                    if not changed.is_project and changed.task.id not in then:
+                        then[changed.task.id] = changed.previous
+                read_to = events[-1].sequence
+            after = next_part(part, tasks)
+            shown = [task for task in tasks if task.id not in then]
+            for task_id, task in then.items():
+                if (
+                    task is not None
+                    and task.project_id == project_id
+                    and not task.HasField("delete_time")
+                    and part.after_id < task_id
+                    and (after is None or task_id <= after.after_id)
+                ):
+                    shown.append(task)
+            yield sorted(shown, key=lambda task: task.id)
+            part = after
 
     async def _roles_at(self, caller: Caller, sequence: int) -> dict[str, int]:
         return {} if caller.is_admin else await self.memberships.roles_at(caller.user_id, sequence)
 
     async def _initial(
-        self, caller: Caller, scope: WatchScope
+        self, caller: Caller, scope: WatchScope, part: SnapshotPart
     ) -> tuple[Sequence[pb.Task], int, dict[str, int]]:
-        """The tasks a watch starts from, the sequence they reflect and the caller's roles then. The
-        snapshot is read with the roles known before it; should they have changed by the sequence it
-        reflects (a membership change in between), it is read again."""
+        """A part of the tasks a watch starts from, the sequence they reflect and the caller's roles
+        then. The part is read with the roles known before it; should they have changed by the
+        sequence it reflects (a membership change in between), it is read again."""
         if caller.is_admin:
-            tasks, head = await self._store.snapshot(scope.task_filter(None))
+            tasks, head = await self._store.snapshot(scope.task_filter(None), part)
             return tasks, head, {}
         roles = dict(await self.memberships.roles(caller.user_id))
         for _ in range(3):
             tasks, head = await self._store.snapshot(
-                scope.task_filter(Sight(caller.user_id, frozenset(roles)))
+                scope.task_filter(Sight(caller.user_id, frozenset(roles))), part
             )
             then = await self.memberships.roles_at(caller.user_id, head)
             if then.keys() == roles.keys():

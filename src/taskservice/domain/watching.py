@@ -8,17 +8,70 @@ caller's sight, the watch sends a CREATED or DELETED event for each of them (doc
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 
 from taskservice.access.caller import Caller
 from taskservice.api import task_service_pb2 as pb
 from taskservice.domain.filters import Filter
 from taskservice.domain.filters import parse as parse_filter
-from taskservice.domain.paging import TaskFilter
-from taskservice.domain.values import timestamp_from_us
+from taskservice.domain.paging import SnapshotPart, TaskFilter
+from taskservice.domain.values import now_us, timestamp_from_us
 from taskservice.domain.visibility import Sight, role_of
 from taskservice.store.base import StoredEvent
+
+# An initial snapshot is read and sent a part at a time, so a watcher that stops reading holds one
+# part, not every task it matches: at most this many tasks, and no more than start within this many
+# encoded bytes (docs/security.md, "Bounds").
+SNAPSHOT_PART_TASKS = 500
+SNAPSHOT_PART_BYTES = 256 * 1024
+FIRST_PART = SnapshotPart("", SNAPSHOT_PART_TASKS, SNAPSHOT_PART_BYTES)
+
+
+def next_part(part: SnapshotPart, tasks: Sequence[pb.Task]) -> SnapshotPart | None:
+    """The part after `tasks` (what the store answered for `part`), or None when none can follow:
+    fewer tasks than the limit, and fewer bytes than the bound (which cuts only a part that reached
+    it)."""
+    if not tasks:
+        return None
+    if len(tasks) < part.limit and sum(task.ByteSize() for task in tasks) < part.max_bytes:
+        return None
+    return SnapshotPart(tasks[-1].id, part.limit, part.max_bytes)
+
+
+def initial_events(tasks: Sequence[pb.Task], sequence: int) -> Iterator[pb.TaskEvent]:
+    """A snapshot part as CREATED events numbered with the sequence it reflects."""
+    now = timestamp_from_us(now_us())
+    for task in tasks:
+        yield pb.TaskEvent(event_type=pb.EVENT_TYPE_CREATED, task=task, timestamp=now, sequence=sequence)
+
+
+class Feed:
+    """A watch's event batches taken one event at a time up to a given sequence: while its snapshot
+    is sent part by part, the changes up to each part's sequence go out before that part. It holds
+    at most one batch."""
+
+    def __init__(self, batches: AsyncIterator[list[StoredEvent]], cursor: int) -> None:
+        self._batches = batches
+        self._cursor = cursor
+        self._held: deque[StoredEvent] = deque()
+
+    async def next(self, upto: int) -> StoredEvent | None:
+        """The next event numbered `upto` or lower; None once every such event was taken."""
+        while not self._held:
+            if self._cursor >= upto:
+                return None
+            batch = await anext(self._batches)
+            self._held.extend(batch)
+            self._cursor = batch[-1].sequence
+        return self._held.popleft() if self._held[0].sequence <= upto else None
+
+    def rest(self) -> list[StoredEvent]:
+        """The events taken from the batches and not yet returned."""
+        rest = list(self._held)
+        self._held.clear()
+        return rest
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +163,7 @@ class WatchView:
         return old, self.sight
 
     def crossed(
-        self, event: StoredEvent, sights: tuple[Sight, Sight], tasks: list[pb.Task]
+        self, event: StoredEvent, sights: tuple[Sight, Sight], tasks: Sequence[pb.Task]
     ) -> Iterator[pb.TaskEvent]:
         """CREATED for each of the project's `tasks` that entered the caller's sight, DELETED for each
         that left it, numbered with the membership event's sequence."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from taskservice.api import task_service_pb2 as pb
-from taskservice.domain.paging import PageQuery, TaskFilter
+from taskservice.domain.paging import PageQuery, SnapshotPart, TaskFilter
 from taskservice.domain.values import changed_paths, timestamp_from_us
 
 # The event_type of a project change in the event log. Not an EventType: task watchers never receive
@@ -220,8 +220,11 @@ class TaskStore(Protocol):
         """Tasks matching `task_filter`. `keep=False`: a one-off count, not worth keeping current
         (a store that maintains counts of recent filters from its events skips this one)."""
 
-    async def snapshot(self, task_filter: TaskFilter) -> tuple[list[pb.Task], int]:
-        """Matching tasks and the sequence of the last event they reflect, read consistently."""
+    async def snapshot(
+        self, task_filter: TaskFilter, part: SnapshotPart | None = None
+    ) -> tuple[list[pb.Task], int]:
+        """Matching tasks in id order (all, or one `part`) and the sequence of the last event they
+        reflect, read consistently."""
 
     async def status_counts(self) -> tuple[dict[int, int], int]:
         """Tasks by status and the sequence of the last event the counts reflect, read consistently

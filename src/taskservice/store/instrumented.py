@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from taskservice.api import task_service_pb2 as pb
 from taskservice.domain.errors import DomainError, Unavailable
-from taskservice.domain.paging import PageQuery, TaskFilter
+from taskservice.domain.paging import PageQuery, SnapshotPart, TaskFilter
 from taskservice.store.base import (
     Change,
     Check,
@@ -98,8 +98,10 @@ class InstrumentedStore:
     async def status_counts(self) -> tuple[dict[int, int], int]:
         return await self._timed("status_counts", self.inner.status_counts)
 
-    async def snapshot(self, task_filter: TaskFilter) -> tuple[list[pb.Task], int]:
-        return await self._timed("snapshot", lambda: self.inner.snapshot(task_filter))
+    async def snapshot(
+        self, task_filter: TaskFilter, part: SnapshotPart | None = None
+    ) -> tuple[list[pb.Task], int]:
+        return await self._timed("snapshot", lambda: self.inner.snapshot(task_filter, part))
 
     async def events_after(self, sequence: int, limit: int) -> list[StoredEvent]:
         return await self._timed("events_after", lambda: self.inner.events_after(sequence, limit))

@@ -31,7 +31,7 @@ import structlog
 
 from taskservice.api import task_service_pb2 as pb
 from taskservice.domain.errors import DomainError, NotFound, Unavailable
-from taskservice.domain.paging import PageQuery, TaskFilter
+from taskservice.domain.paging import PageQuery, SnapshotPart, TaskFilter
 from taskservice.domain.values import now_us, timestamp_from_us, us_from_timestamp
 from taskservice.store import sql
 from taskservice.store.base import (
@@ -786,9 +786,11 @@ class PostgresStore:
 
         return await self._read(work)
 
-    async def snapshot(self, task_filter: TaskFilter) -> tuple[list[pb.Task], int]:
+    async def snapshot(
+        self, task_filter: TaskFilter, part: SnapshotPart | None = None
+    ) -> tuple[list[pb.Task], int]:
         params = sql.Params(_dollar)
-        statement = sql.snapshot_sql(task_filter, params)
+        statement = sql.snapshot_sql(task_filter, params, part)
 
         async def work(conn: Connection) -> tuple[list[pb.Task], int]:
             async with conn.transaction(isolation="repeatable_read", readonly=True):

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from taskservice.api import task_service_pb2 as pb
 from taskservice.domain.filters import SearchQuery
-from taskservice.domain.paging import PageQuery, TaskFilter
+from taskservice.domain.paging import PageQuery, SnapshotPart, TaskFilter
 from taskservice.domain.values import due_key, us_from_timestamp
 from taskservice.domain.visibility import Sight
 from taskservice.store import filter_sql
@@ -256,9 +256,25 @@ def count_sql(task_filter: TaskFilter, params: Params) -> str:
     return "SELECT count(*) FROM tasks" + (" WHERE " + " AND ".join(clauses) if clauses else "")
 
 
-def snapshot_sql(task_filter: TaskFilter, params: Params) -> str:
+def snapshot_sql(task_filter: TaskFilter, params: Params, part: SnapshotPart | None = None) -> str:
+    """Matching task bodies in id order: all of them, or one `part` (ids after `part.after_id`, at
+    most `part.limit` tasks, and no more than the tasks that start within `part.max_bytes`; the
+    first one always, however big). The byte bound is applied to the rows the limit already chose,
+    so a part reads at most `limit` rows whatever the table holds."""
     clauses = where(task_filter, params)
-    return "SELECT body FROM tasks" + (" WHERE " + " AND ".join(clauses) if clauses else "") + " ORDER BY id"
+    if part is None:
+        return (
+            "SELECT body FROM tasks" + (" WHERE " + " AND ".join(clauses) if clauses else "") + " ORDER BY id"
+        )
+    if part.after_id:
+        clauses.append(f"id > {params.add(part.after_id)}")
+    chosen = (
+        "SELECT id, body FROM tasks"
+        + (" WHERE " + " AND ".join(clauses) if clauses else "")
+        + f" ORDER BY id LIMIT {params.add(part.limit)}"
+    )
+    sized = f"SELECT id, body, SUM(LENGTH(body)) OVER (ORDER BY id) AS upto FROM ({chosen}) AS chosen"
+    return f"SELECT body FROM ({sized}) AS sized WHERE upto - LENGTH(body) < {params.add(part.max_bytes)} ORDER BY id"
 
 
 def update_task_sql(style: Callable[[int], str]) -> str:

@@ -34,7 +34,7 @@ import structlog
 
 from taskservice.api import task_service_pb2 as pb
 from taskservice.domain.errors import DomainError, Unavailable
-from taskservice.domain.paging import PageQuery, TaskFilter
+from taskservice.domain.paging import PageQuery, SnapshotPart, TaskFilter
 from taskservice.domain.values import now_us, timestamp_from_us, us_from_timestamp
 from taskservice.store import sql
 from taskservice.store.base import (
@@ -598,9 +598,11 @@ class SQLiteStore:
         return await asyncio.to_thread(read)
 
     @_classified
-    async def snapshot(self, task_filter: TaskFilter) -> tuple[list[pb.Task], int]:
+    async def snapshot(
+        self, task_filter: TaskFilter, part: SnapshotPart | None = None
+    ) -> tuple[list[pb.Task], int]:
         params = sql.Params(stmt.qmark)
-        statement = sql.snapshot_sql(task_filter, params)
+        statement = sql.snapshot_sql(task_filter, params, part)
         db = self._db
         db.execute("BEGIN")
         try:
