@@ -18,7 +18,7 @@ import grpc
 import pytest
 
 from taskservice.api import task_service_pb2 as pb
-from tests.mounts import remount, tmpfs
+from tests.mounts import ext4_volume, fail, remount, repair, tmpfs
 from tests.servers import TASKSERVICE, ServerProcess, bearer
 
 PAGE = 4096
@@ -237,5 +237,41 @@ def test_full_disk_makes_writes_unavailable_and_the_server_not_ready_until_space
             ballast.unlink()
             assert _ready(server) == 200
             stub.CreateTask(pb.CreateTaskRequest(title="after", description="x" * 20_000), metadata=admin)
+        finally:
+            server.stop()
+
+
+def test_a_volume_turned_read_only_while_serving_stores_nothing_and_loses_nothing(tmp_path: Path) -> None:
+    """The kernel remounts the data volume read-only under the running server (as ext4 does on a disk
+    error): writes end UNAVAILABLE naming the cause, reads go on, the server is not ready. After the
+    operator repairs the volume (e2fsck) and restarts the server, every acknowledged task is there,
+    the database passes its integrity check and writes work again."""
+    with ext4_volume(tmp_path / "volume") as volume:
+        store = f"sqlite:///{volume}/tasks.db"
+        server = ServerProcess.jwt(tmp_path / "data", store=store).start()
+        try:
+            stub, admin = server.stub(), bearer(server.token("admin", admin=True))
+            stored = [
+                stub.CreateTask(pb.CreateTaskRequest(title=f"before {n}"), metadata=admin) for n in range(20)
+            ]
+            fail(volume)
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.CreateTask(pb.CreateTaskRequest(title="while read-only"), metadata=admin, timeout=10)
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "could not read or write its file" in (refused.value.details() or "")
+            assert stub.GetTask(pb.GetTaskRequest(id=stored[0].id), metadata=admin) == stored[0]
+            assert _ready(server) == 503
+        finally:
+            server.stop()
+        repair(volume)
+        with contextlib.closing(sqlite3.connect(f"{volume}/tasks.db")) as db:
+            assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        server = ServerProcess.jwt(tmp_path / "data", store=store).start()
+        try:
+            stub, admin = server.stub(), bearer(server.token("admin", admin=True))
+            for task in stored:
+                assert stub.GetTask(pb.GetTaskRequest(id=task.id), metadata=admin) == task
+            stub.CreateTask(pb.CreateTaskRequest(title="after the repair"), metadata=admin)
+            assert _ready(server) == 200
         finally:
             server.stop()
